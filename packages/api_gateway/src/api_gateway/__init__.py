@@ -1,0 +1,3 @@
+"""The api_gateway service."""
+
+SERVICE_NAME = "api_gateway"

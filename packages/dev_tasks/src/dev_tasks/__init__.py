@@ -1,0 +1,9 @@
+"""Invoke tasks for the monorepo; the root ``tasks.py`` only calls ``namespace()``."""
+
+from invoke.collection import Collection
+
+from dev_tasks import checks, db, migrate, workspace
+
+
+def namespace() -> Collection:
+    return Collection(db.collection(), migrate.collection(), checks.test, checks.lint, workspace.up)

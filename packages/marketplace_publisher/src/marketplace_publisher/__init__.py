@@ -1,0 +1,3 @@
+"""The marketplace_publisher service."""
+
+SERVICE_NAME = "marketplace_publisher"

@@ -1,0 +1,3 @@
+"""The scoring_engine service."""
+
+SERVICE_NAME = "scoring_engine"

@@ -1,0 +1,1 @@
+"""Shared database layer for the four services."""

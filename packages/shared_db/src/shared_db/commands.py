@@ -1,0 +1,83 @@
+"""Migration commands over one service's history: plain functions, typed errors.
+
+Each takes a service name; a database URL may be given, otherwise the resolution
+order of ``shared_db.provision`` applies. Nothing here prints.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared_db.config import alembic_config
+from shared_db.errors import MigrationError
+from shared_db.provision import database_url
+from shared_db.services import check_service, version_table
+from shared_db.urls import mask, normalize
+
+
+def script_directory(service: str) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(service))
+
+
+def heads(service: str) -> tuple[str, ...]:
+    """The head revisions of ``service``'s history (one, in a healthy history)."""
+    return tuple(sorted(script_directory(service).get_heads()))
+
+
+@contextmanager
+def connect(service: str, url: str | URL | None = None) -> Iterator[Connection]:
+    target = normalize(url) if url is not None else database_url(service)
+    engine = create_engine(target, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise MigrationError(f"{service}: database error at {mask(target)}: {reason}") from exc
+    finally:
+        engine.dispose()
+
+
+def current(service: str, url: str | URL | None = None) -> tuple[str, ...]:
+    """The revisions recorded in ``service``'s version table (empty: nothing applied)."""
+    check_service(service)
+    with connect(service, url) as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": version_table(service)}
+        )
+        return tuple(sorted(context.get_current_heads()))
+
+
+def upgrade(service: str, target: str = "head", url: str | URL | None = None) -> tuple[str, ...]:
+    """Upgrade ``service``'s database to ``target``; returns the revisions it ends at."""
+    return _run(service, url, lambda cfg: command.upgrade(cfg, target), f"upgrade to {target}")
+
+
+def downgrade(service: str, target: str = "-1", url: str | URL | None = None) -> tuple[str, ...]:
+    """Downgrade ``service``'s database to ``target``; returns the revisions it ends at."""
+    return _run(service, url, lambda cfg: command.downgrade(cfg, target), f"downgrade to {target}")
+
+
+def _run(
+    service: str, url: str | URL | None, action: Callable[[Config], None], what: str
+) -> tuple[str, ...]:
+    check_service(service)
+    with connect(service, url) as connection:
+        config = alembic_config(service, connection=connection)
+        try:
+            action(config)
+        except CommandError as exc:
+            raise MigrationError(f"{service}: {what} failed: {exc}") from exc
+        connection.commit()
+        context = MigrationContext.configure(
+            connection, opts={"version_table": version_table(service)}
+        )
+        return tuple(sorted(context.get_current_heads()))

@@ -1,0 +1,45 @@
+"""The one factory of Alembic configurations: every front end goes through it."""
+
+from pathlib import Path
+
+from alembic.config import Config
+from sqlalchemy.engine import URL, Connection
+
+from shared_db.services import check_service
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def script_location(service: str) -> Path:
+    return MIGRATIONS_DIR / check_service(service)
+
+
+def versions_dir(service: str) -> Path:
+    return script_location(service) / "versions"
+
+
+def alembic_config(
+    service: str,
+    *,
+    url: str | URL | None = None,
+    connection: Connection | None = None,
+) -> Config:
+    """An Alembic ``Config`` for ``service``, equal to ``alembic_<service>.ini``.
+
+    Built in code so that an installed package (no source checkout, no ini file)
+    finds its migrations. ``connection`` is handed to env.py as is; ``url`` is
+    used instead of the environment's or the provisioned one.
+    """
+    location = script_location(service)
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    config.set_main_option("version_locations", str(location / "versions"))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config.set_main_option("truncate_slug_length", "40")
+    if url is not None:
+        rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config

@@ -1,0 +1,1 @@
+"""The four services' Alembic histories, one folder each, plus the shared env logic."""

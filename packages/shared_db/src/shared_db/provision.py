@@ -1,0 +1,94 @@
+"""Where a service's database is: the resolution order of the project.
+
+1. ``<SERVICE>_DATABASE_URL``, then ``DATABASE_URL``: used as is.
+2. A Docker engine that answers: the compose Postgres (``docker/compose.yaml``).
+3. A project-owned local server (``.postgres/``), started on demand and reused.
+
+``SIGNALMARKET_POSTGRES=local`` or ``=docker`` forces step 2 or 3.
+"""
+
+import contextlib
+import os
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from shared_db import settings
+from shared_db.databases import ensure_database
+from shared_db.errors import PostgresError
+from shared_db.postgres import docker
+from shared_db.postgres.local import LocalServer
+from shared_db.urls import normalize, with_database
+
+BACKENDS = ("auto", "docker", "local")
+
+
+def project_root() -> Path:
+    """The checkout holding this package (develop install), else the working directory."""
+    override = os.environ.get("SIGNALMARKET_ROOT")
+    if override:
+        return Path(override)
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "packages" / "shared_db").is_dir() and (parent / "pyproject.toml").exists():
+            return parent
+    return Path.cwd()
+
+
+def state_dir() -> Path:
+    return project_root() / ".postgres"
+
+
+def local_server() -> LocalServer:
+    return LocalServer(state_dir())
+
+
+def backend() -> str:
+    """``docker`` or ``local``: what provides Postgres when no URL is configured."""
+    wanted = os.environ.get("SIGNALMARKET_POSTGRES", "auto").lower()
+    if wanted not in BACKENDS:
+        raise PostgresError(
+            f"SIGNALMARKET_POSTGRES={wanted!r} is not one of {', '.join(BACKENDS)}; "
+            "unset it or pick one"
+        )
+    if wanted != "auto":
+        return wanted
+    return "docker" if docker.engine_answers() else "local"
+
+
+@cache
+def server_url() -> URL:
+    """The provisioned server's superuser URL (database ``postgres``), started if needed."""
+    if backend() == "docker":
+        return docker.compose_up(project_root())
+    info, _how = local_server().up()
+    return info.url(local_server().password())
+
+
+def database_url(service: str) -> URL:
+    """The URL of ``service``'s database; a provisioned one is created on demand."""
+    configured = settings.configured_url(service)
+    if configured:
+        return normalize(configured)
+    url = with_database(server_url(), service)
+    ensure_database(url)
+    return url
+
+
+@contextlib.contextmanager
+def test_server() -> Iterator[URL]:
+    """A server for a test run: ``DATABASE_URL``'s server if set, the compose Postgres
+    when Docker answers, else a throwaway local server that dies with this process."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield normalize(configured).set(database="postgres")
+        return
+    if backend() == "docker":
+        yield docker.compose_up(project_root())
+        return
+    server = local_server().throwaway()
+    try:
+        yield server.url()
+    finally:
+        server.stop()

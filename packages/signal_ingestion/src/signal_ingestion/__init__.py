@@ -1,0 +1,3 @@
+"""The signal_ingestion service."""
+
+SERVICE_NAME = "signal_ingestion"
