@@ -4,6 +4,7 @@ Each takes a service name; a database URL may be given, otherwise the resolution
 order of ``shared_db.provision`` applies. Nothing here prints.
 """
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -50,10 +51,7 @@ def current(service: str, url: str | URL | None = None) -> tuple[str, ...]:
     """The revisions recorded in ``service``'s version table (empty: nothing applied)."""
     check_service(service)
     with connect(service, url) as connection:
-        context = MigrationContext.configure(
-            connection, opts={"version_table": version_table(service)}
-        )
-        return tuple(sorted(context.get_current_heads()))
+        return _current(connection, service)
 
 
 def upgrade(service: str, target: str = "head", url: str | URL | None = None) -> tuple[str, ...]:
@@ -66,18 +64,64 @@ def downgrade(service: str, target: str = "-1", url: str | URL | None = None) ->
     return _run(service, url, lambda cfg: command.downgrade(cfg, target), f"downgrade to {target}")
 
 
+class _StepRecorder(logging.Handler):
+    """Remembers the last "Running upgrade A -> B" step Alembic announced."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.step: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(("Running upgrade", "Running downgrade")):
+            self.step = message.removeprefix("Running ").strip()
+
+
+@contextmanager
+def _recording_steps() -> Iterator[_StepRecorder]:
+    logger = logging.getLogger("alembic.runtime.migration")
+    recorder, level = _StepRecorder(), logger.level
+    logger.addHandler(recorder)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield recorder
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    origin = getattr(exc, "orig", None) or exc
+    text = str(origin).strip()
+    return text.splitlines()[0] if text else type(origin).__name__
+
+
 def _run(
     service: str, url: str | URL | None, action: Callable[[Config], None], what: str
 ) -> tuple[str, ...]:
     check_service(service)
     with connect(service, url) as connection:
         config = alembic_config(service, connection=connection)
-        try:
-            action(config)
-        except CommandError as exc:
-            raise MigrationError(f"{service}: {what} failed: {exc}") from exc
+        with _recording_steps() as recorder:
+            try:
+                action(config)
+            except CommandError as exc:
+                raise MigrationError(f"{service}: {what} failed: {exc}") from exc
+            except Exception as exc:
+                connection.rollback()
+                at = _current(connection, service)
+                step = recorder.step or "?"
+                failing = step.split("->")[-1].split(",")[0].strip()
+                raise MigrationError(
+                    f"{service}: {what} failed in revision {failing} ({step}): "
+                    f"{_first_line(exc)}; the database stays at {', '.join(at) or 'base'}; "
+                    f"fix that revision, then run: invoke migrate.upgrade --service {service}"
+                ) from exc
         connection.commit()
-        context = MigrationContext.configure(
-            connection, opts={"version_table": version_table(service)}
-        )
-        return tuple(sorted(context.get_current_heads()))
+        return _current(connection, service)
+
+
+def _current(connection: Connection, service: str) -> tuple[str, ...]:
+    context = MigrationContext.configure(connection, opts={"version_table": version_table(service)})
+    return tuple(sorted(context.get_current_heads()))

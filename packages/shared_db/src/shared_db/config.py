@@ -1,5 +1,7 @@
 """The one factory of Alembic configurations: every front end goes through it."""
 
+from argparse import Namespace
+from importlib.util import find_spec
 from pathlib import Path
 
 from alembic.config import Config
@@ -8,6 +10,15 @@ from sqlalchemy.engine import URL, Connection
 from shared_db.services import check_service
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+POST_WRITE_HOOKS = {
+    "hooks": "ruff_fix, ruff_format",
+    "ruff_fix.type": "module",
+    "ruff_fix.module": "ruff",
+    "ruff_fix.options": "check --fix --quiet REVISION_SCRIPT_FILENAME",
+    "ruff_format.type": "module",
+    "ruff_format.module": "ruff",
+    "ruff_format.options": "format --quiet REVISION_SCRIPT_FILENAME",
+}
 
 
 def script_location(service: str) -> Path:
@@ -31,12 +42,17 @@ def alembic_config(
     used instead of the environment's or the provisioned one.
     """
     location = script_location(service)
-    config = Config()
+    # Quiet: Alembic's own progress lines would be printed from library code.
+    config = Config(cmd_opts=Namespace(quiet=True))
     config.set_main_option("script_location", str(location))
     config.set_main_option("version_locations", str(location / "versions"))
     config.set_main_option("path_separator", "os")
     config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     config.set_main_option("truncate_slug_length", "40")
+    if find_spec("ruff") is not None:
+        # Generated revisions come out lint-clean and formatted, like hand-written code.
+        for key, value in POST_WRITE_HOOKS.items():
+            config.set_section_option("post_write_hooks", key, value)
     if url is not None:
         rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
         config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))

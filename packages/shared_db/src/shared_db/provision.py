@@ -66,6 +66,14 @@ def server_url() -> URL:
     return info.url(local_server().password())
 
 
+def admin_url(service: str | None = None) -> URL:
+    """A URL on the server that holds ``service``'s database, for scratch databases."""
+    configured = settings.configured_url(service) if service else os.environ.get("DATABASE_URL")
+    if configured:
+        return normalize(configured).set(database="postgres")
+    return server_url()
+
+
 def database_url(service: str) -> URL:
     """The URL of ``service``'s database; a provisioned one is created on demand."""
     configured = settings.configured_url(service)

@@ -37,7 +37,8 @@ def _include_name_for(service: str) -> Any:
     return include_name
 
 
-def _options(service: str) -> dict[str, Any]:
+def comparison_options(service: str) -> dict[str, Any]:
+    """What autogenerate compares for ``service``: its own tables, types and defaults."""
     metadata = metadata_for(service)
     return {
         "target_metadata": metadata,
@@ -46,9 +47,12 @@ def _options(service: str) -> dict[str, Any]:
         "compare_server_default": True,
         "include_schemas": any(t.schema for t in metadata.tables.values()),
         "include_name": _include_name_for(service),
-        # One transaction per revision: a failure leaves the last good revision applied.
-        "transaction_per_migration": True,
     }
+
+
+def _options(service: str) -> dict[str, Any]:
+    # One transaction per revision: a failure leaves the last good revision applied.
+    return {**comparison_options(service), "transaction_per_migration": True}
 
 
 def _run_online(connection: Connection, service: str) -> None:

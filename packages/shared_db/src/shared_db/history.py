@@ -1,0 +1,231 @@
+"""Read a revision history from its files, without importing them.
+
+Alembic imports every revision module to build its graph and refuses (or warns
+and overrides) when the history is broken. This reader parses each file's
+module-level ``revision``/``down_revision``/``branch_labels``/``depends_on``
+with ``ast`` instead, so it is fast and it can describe a broken history: the
+validator and ``migrate.heads`` are built on it.
+"""
+
+import ast
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared_db.config import versions_dir
+
+ID_PATTERN = re.compile(r"^(\d{4,})([a-z]*)$")
+_FIELDS = ("revision", "down_revision", "branch_labels", "depends_on")
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: str
+    down: tuple[str, ...]
+    branch_labels: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    path: Path
+    message: str
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.down) > 1
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    path: Path
+    reason: str
+
+
+def _as_tuple(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"expected a string, a sequence of strings or None, got {value!r}")
+
+
+def parse_revision_file(path: Path) -> Revision:
+    """One revision file; raises ``ValueError`` saying why it is not a revision."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read it: {exc}") from exc
+    if not source.strip():
+        raise ValueError("the file is empty")
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise ValueError(f"syntax error on line {exc.lineno}: {exc.msg}") from exc
+    values: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in _FIELDS:
+                try:
+                    values[target.id] = ast.literal_eval(value)
+                except ValueError as exc:
+                    raise ValueError(f"{target.id} is not a literal") from exc
+    revision = values.get("revision")
+    if not isinstance(revision, str) or not revision:
+        raise ValueError('it declares no `revision = "..."`')
+    if "down_revision" not in values:
+        raise ValueError("it declares no `down_revision`")
+    docstring = ast.get_docstring(tree) or ""
+    return Revision(
+        id=revision,
+        down=_as_tuple(values["down_revision"]),
+        branch_labels=_as_tuple(values.get("branch_labels")),
+        depends_on=_as_tuple(values.get("depends_on")),
+        path=path,
+        message=docstring.strip().splitlines()[0] if docstring.strip() else "",
+    )
+
+
+@dataclass
+class History:
+    """A revision graph as the files describe it, broken or not."""
+
+    revisions: dict[str, Revision] = field(default_factory=dict)
+    duplicates: dict[str, list[Path]] = field(default_factory=dict)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    @classmethod
+    def from_revisions(cls, revisions: Iterable[Revision]) -> "History":
+        history = cls()
+        for revision in revisions:
+            history._add(revision)
+        return history
+
+    def _add(self, revision: Revision) -> None:
+        existing = self.revisions.get(revision.id)
+        if existing is None:
+            self.revisions[revision.id] = revision
+            return
+        paths = self.duplicates.setdefault(revision.id, [existing.path])
+        paths.append(revision.path)
+
+    # -- structure ------------------------------------------------------------
+    def children(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {rev: [] for rev in self.revisions}
+        for revision in self.revisions.values():
+            for parent in revision.down:
+                if parent in result:
+                    result[parent].append(revision.id)
+        return result
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        referenced = {p for r in self.revisions.values() for p in r.down}
+        return tuple(sort_ids(r for r in self.revisions if r not in referenced))
+
+    @property
+    def bases(self) -> tuple[str, ...]:
+        return tuple(sort_ids(r.id for r in self.revisions.values() if not r.down))
+
+    def branch_points(self) -> tuple[str, ...]:
+        return tuple(sort_ids(rev for rev, kids in self.children().items() if len(kids) > 1))
+
+    def merge_points(self) -> tuple[str, ...]:
+        return tuple(sort_ids(r.id for r in self.revisions.values() if r.is_merge))
+
+    def dangling(self) -> list[tuple[str, str]]:
+        """(revision, missing down_revision) pairs."""
+        return [
+            (r.id, parent)
+            for r in self.revisions.values()
+            for parent in r.down
+            if parent not in self.revisions
+        ]
+
+    def ancestors(self, revision: str) -> set[str]:
+        """``revision`` and every revision below it (following down_revision)."""
+        seen: set[str] = set()
+        stack = [revision]
+        while stack:
+            current = stack.pop()
+            if current in seen or current not in self.revisions:
+                continue
+            seen.add(current)
+            stack.extend(self.revisions[current].down)
+        return seen
+
+    def reachable_from_bases(self) -> set[str]:
+        """Revisions on some path up from a base (a cycle or a cut-off part is not)."""
+        children = self.children()
+        seen: set[str] = set()
+        stack = list(self.bases)
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            # A merge is reachable only once all its parents are.
+            if any(p not in seen for p in self.revisions[current].down):
+                continue
+            seen.add(current)
+            stack.extend(children[current])
+        return seen
+
+    def topological(self) -> list[str]:
+        """Revisions from the bases up; each after all of its parents."""
+        children = self.children()
+        pending = {
+            rev: sum(p in self.revisions for p in r.down) for rev, r in self.revisions.items()
+        }
+        ready = sort_ids(rev for rev, count in pending.items() if count == 0)
+        order: list[str] = []
+        while ready:
+            current = ready.pop(0)
+            order.append(current)
+            for child in sort_ids(children[current]):
+                pending[child] -= 1
+                if pending[child] == 0:
+                    ready.append(child)
+        return order
+
+    def numbers(self) -> Iterator[int]:
+        for revision in self.revisions:
+            match = ID_PATTERN.match(revision)
+            if match:
+                yield int(match.group(1))
+
+
+def sort_ids(ids: Iterable[str]) -> list[str]:
+    """Sequential IDs in numeric order (``0002`` < ``0002a`` < ``0010``), others after."""
+
+    def key(rev: str) -> tuple[int, int, str]:
+        match = ID_PATTERN.match(rev)
+        if match:
+            return (0, int(match.group(1)), match.group(2))
+        return (1, 0, rev)
+
+    return sorted(ids, key=key)
+
+
+def revision_files(directory: Path) -> list[Path]:
+    """The files Alembic would load as revisions (``*.py`` directly in the folder)."""
+    return sorted(p for p in directory.glob("*.py") if p.name != "__init__.py")
+
+
+def read_directory(directory: Path) -> History:
+    history = History()
+    for path in revision_files(directory):
+        try:
+            history._add(parse_revision_file(path))
+        except ValueError as exc:
+            history.unreadable.append(Unreadable(path, str(exc)))
+    return history
+
+
+def read_history(service: str) -> History:
+    """The history of ``service`` as its files in the package describe it."""
+    return read_directory(versions_dir(service))
