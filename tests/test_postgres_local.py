@@ -47,9 +47,11 @@ def test_up_is_cold_then_reused_then_warm_after_down(server: LocalServer) -> Non
     assert server.down() is True
     assert server.running() is None
     assert server.down() is False
+    port_still_free = local._free_port(info.port) == info.port
     restarted, how = server.up()
     assert how == "warm"
-    assert restarted.port == info.port, "a restarted server keeps its port when it is free"
+    if port_still_free:  # another process may have taken it meanwhile
+        assert restarted.port == info.port, "a restarted server keeps its port when it is free"
     assert _query(restarted.url(server.password()), "SELECT 1") == 1
 
 

@@ -142,8 +142,17 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
         "run: invoke migrate.merge --service scoring_engine"
     ]
 
-    # The fix: one merge revision, found and written by the tool.
+    # No new revision on top of a fork: merge first.
     before = repo.revisions()
+    refused = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "error: cannot create a revision: scoring_engine has 2 heads (0011, 0012); "
+        "run: invoke migrate.merge --service scoring_engine"
+    )
+    assert repo.revisions() == before
+
+    # The fix: one merge revision, found and written by the tool.
     merged = repo.invoke("migrate.merge", "--service", "scoring_engine")
     assert merged.returncode == 0, merged.stderr
     new_files = sorted(set(repo.revisions()) - set(before))
