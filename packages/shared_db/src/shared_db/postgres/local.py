@@ -72,6 +72,8 @@ def _die_with_parent() -> None:
 def _free_port(preferred: int | None = None) -> int:
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as sock:
+            # Like Postgres itself: a port with connections in TIME_WAIT is still free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((HOST, port))
             except OSError:
