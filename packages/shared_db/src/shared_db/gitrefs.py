@@ -103,5 +103,8 @@ def merged_directories(ref: str, directories: list[Path]) -> Iterator[list[Path]
         if archive.returncode != 0:
             raise MigrationError(f"git archive failed: {archive.stderr.decode().strip()}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(scratch, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4
+                tar.extractall(scratch, filter="data")
+            else:  # our own git objects, written by git archive
+                tar.extractall(scratch)
         yield [Path(scratch) / rel for rel in relative]
