@@ -7,86 +7,13 @@ file, ``migrate.validate`` passes, and an empty database upgrades to the new hea
 and back down to base.
 """
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import VERSIONS, Repo
 from sqlalchemy.engine import URL
-
-ROOT = Path(__file__).resolve().parents[1]
-VERSIONS = Path("packages/shared_db/src/shared_db/migrations/scoring_engine/versions")
-MODELS = Path("packages/shared_db/src/shared_db/models/scoring_engine.py")
-
-
-class Repo:
-    """A git checkout of the project whose code (not the installed one) the tasks run."""
-
-    def __init__(self, path: Path, database: URL) -> None:
-        self.path = path
-        sources = [str(p) for p in sorted((path / "packages").glob("*/src"))]
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(sources),
-            "DATABASE_URL": database.render_as_string(hide_password=False),
-            "GIT_AUTHOR_NAME": "dev",
-            "GIT_AUTHOR_EMAIL": "dev@example.invalid",
-            "GIT_COMMITTER_NAME": "dev",
-            "GIT_COMMITTER_EMAIL": "dev@example.invalid",
-        }
-
-    def git(self, *args: str) -> str:
-        result = subprocess.run(
-            ["git", *args], cwd=self.path, env=self.env, capture_output=True, text=True
-        )
-        assert result.returncode == 0, f"git {args}: {result.stderr}"
-        return result.stdout
-
-    def invoke(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.path,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-        )
-
-    def add_model_column(self, class_anchor: str, column: str) -> None:
-        models = self.path / MODELS
-        source = models.read_text()
-        assert class_anchor in source
-        models.write_text(source.replace(class_anchor, class_anchor + column, 1))
-
-    def revisions(self) -> list[str]:
-        return sorted(p.name for p in (self.path / VERSIONS).glob("*.py"))
-
-
-@pytest.fixture
-def repo(tmp_path: Path, pg_server: URL) -> Repo:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    checkout = tmp_path / "checkout"
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            target = checkout / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    repository = Repo(checkout, pg_server.set(database="postgres"))
-    repository.git("init", "-q", "-b", "main")
-    repository.git("add", "-A")
-    repository.git("commit", "-q", "-m", "project")
-    return repository
-
 
 SCORE_ANCHOR = (
     "    status: Mapped[str] = mapped_column(String(16), server_default=text(\"'pending'\"))\n"

@@ -6,4 +6,11 @@ from dev_tasks import checks, db, migrate, workspace
 
 
 def namespace() -> Collection:
-    return Collection(db.collection(), migrate.collection(), checks.test, checks.lint, workspace.up)
+    return Collection(
+        db.collection(),
+        migrate.collection(),
+        checks.test,
+        checks.lint,
+        workspace.up,
+        workspace.down,
+    )

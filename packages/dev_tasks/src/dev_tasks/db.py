@@ -1,5 +1,6 @@
 """``invoke db.*``: the project's Postgres (Docker when an engine answers, else local)."""
 
+import os
 import time
 
 from invoke.collection import Collection
@@ -16,6 +17,10 @@ from dev_tasks.errors import reported
 def up(c: Context) -> None:
     """Start the project's Postgres (or reuse the running one) and print its URL."""
     with reported():
+        configured = os.environ.get("DATABASE_URL")
+        if configured:
+            print(f"DATABASE_URL is set: using {urls.mask(configured)}, no server started")
+            return
         start = time.perf_counter()
         if provision.backend() == "docker":
             url = docker.compose_up(provision.project_root())

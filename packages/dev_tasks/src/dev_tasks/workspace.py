@@ -1,21 +1,33 @@
-"""``invoke up``: the main job, from a fresh machine to migrated databases."""
+"""``invoke up`` / ``invoke down``: the whole system on this machine."""
 
 from invoke.context import Context
 from invoke.tasks import task
-from shared_db import commands
-from shared_db.services import SERVICES
 
-from dev_tasks import db
+from dev_tasks import db, stack
 from dev_tasks.errors import reported
 
 
-@task
-def up(c: Context) -> None:
-    """Bring Postgres up, upgrade every service to head, print each one's revision."""
+@task(help={"base-port": "first of four consecutive ports (default: 8000-8003)"})
+def up(c: Context, base_port: int = 0) -> None:
+    """Postgres up, then the four services (each migrates on startup); prints their URLs."""
     db.up(c)
     with reported():
-        for service in SERVICES:
-            revisions = commands.upgrade(service)
-            head = commands.heads(service)
-            state = "at head" if revisions == head else f"head is {', '.join(head)}"
-            print(f"{service}: {', '.join(revisions) or '(empty)'} ({state})")
+        running = stack.start(base_port or None)
+    for service in running:
+        print(f"{service.service:<22} {running_line(service)}")
+    print(
+        f"logs: {stack.run_dir()}/<service>.log; gateway admin token: {stack.run_dir()}/admin_token"
+    )
+    print("stop with: invoke down (Postgres stays up: invoke db.down)")
+
+
+def running_line(service: stack.Running) -> str:
+    return f"{service.url}  (pid {service.pid}, ready: {service.url}/ready)"
+
+
+@task
+def down(c: Context) -> None:
+    """Stop the services started by ``invoke up``."""
+    with reported():
+        stopped = stack.stop()
+    print(f"stopped: {', '.join(stopped)}" if stopped else "no service was running")

@@ -3,6 +3,7 @@
 import contextlib
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -16,7 +17,9 @@ def _where(url: URL) -> str:
     return f"{url.host}:{url.port or 5432} as {url.username} ({mask(url)})"
 
 
-def connect_autocommit(url: URL, database: str | None = None) -> psycopg.Connection[object]:
+def connect_autocommit(
+    url: URL, database: str | None = None
+) -> psycopg.Connection[tuple[Any, ...]]:
     """A plain psycopg connection (autocommit: CREATE/DROP DATABASE need it)."""
     try:
         return psycopg.connect(

@@ -1,0 +1,8 @@
+"""``python -m api_gateway [--host H] [--port P]``."""
+
+from shared_db.web.cli import main
+
+from api_gateway.settings import ApiGatewaySettings
+
+if __name__ == "__main__":
+    main("api_gateway", ApiGatewaySettings())
