@@ -2,13 +2,14 @@
 
 from invoke.collection import Collection
 
-from dev_tasks import checks, db, migrate, workspace
+from dev_tasks import checks, container, db, migrate, workspace
 
 
 def namespace() -> Collection:
     return Collection(
         db.collection(),
         migrate.collection(),
+        container.collection(),
         checks.test,
         checks.lint,
         workspace.up,

