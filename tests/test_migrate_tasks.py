@@ -101,9 +101,11 @@ def test_validate_unknown_service_is_one_line() -> None:
 def test_merge_of_a_single_head_writes_nothing() -> None:
     before = listing("scoring_engine")
     result = invoke("migrate.merge", "--service", "scoring_engine")
-    assert result.returncode == 0, result.stderr
-    assert "nothing to merge" in result.stdout
-    assert "0010" in result.stdout
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        "error: scoring_engine has a single head (0010): nothing to merge, no file written"
+    )
+    assert result.stdout == ""
     assert listing("scoring_engine") == before
 
 
@@ -141,7 +143,7 @@ def test_sql_of_a_range() -> None:
     assert result.returncode == 0, result.stderr
     assert "ALTER TABLE scores ADD COLUMN status" in result.stdout
     assert "DEFAULT 'pending'" in result.stdout
-    assert "CREATE TABLE" not in result.stdout  # 0001 is not part of the range
+    assert "CREATE TABLE scores" not in result.stdout  # 0001 is not part of the range
 
 
 def test_sql_of_an_unknown_revision_is_one_line() -> None:

@@ -6,8 +6,6 @@ import time
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
-from shared_db import provision, settings, urls
-from shared_db.postgres import docker
 from shared_db.services import SERVICES, check_service
 
 from dev_tasks.errors import reported
@@ -16,6 +14,9 @@ from dev_tasks.errors import reported
 @task
 def up(c: Context) -> None:
     """Start the project's Postgres (or reuse the running one) and print its URL."""
+    from shared_db import paths, provision, urls
+    from shared_db.postgres import docker
+
     with reported():
         configured = os.environ.get("DATABASE_URL")
         if configured:
@@ -23,7 +24,7 @@ def up(c: Context) -> None:
             return
         start = time.perf_counter()
         if provision.backend() == "docker":
-            url = docker.compose_up(provision.project_root())
+            url = docker.compose_up(paths.project_root())
             how = "docker compose"
         else:
             info, how = provision.local_server().up()
@@ -35,9 +36,12 @@ def up(c: Context) -> None:
 @task
 def down(c: Context) -> None:
     """Stop the project's long-lived Postgres."""
+    from shared_db import paths, provision
+    from shared_db.postgres import docker
+
     with reported():
         if provision.backend() == "docker":
-            docker.compose_down(provision.project_root())
+            docker.compose_down(paths.project_root())
             print("postgres stopped (docker compose)")
         elif provision.local_server().down():
             print("postgres stopped")
@@ -48,6 +52,8 @@ def down(c: Context) -> None:
 @task(help={"service": "print that service's database URL", "show-password": "do not mask"})
 def url(c: Context, service: str = "", show_password: bool = False) -> None:
     """Print the database URL (of the server, or of one service's database)."""
+    from shared_db import provision, urls
+
     with reported():
         if service:
             target = provision.database_url(check_service(service))
@@ -59,6 +65,9 @@ def url(c: Context, service: str = "", show_password: bool = False) -> None:
 @task
 def status(c: Context) -> None:
     """Say where Postgres comes from and whether it runs."""
+    from shared_db import provision, settings, urls
+    from shared_db.postgres import docker
+
     with reported():
         for service in SERVICES:
             configured = settings.configured_url(service)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from shared_db import provision, urls
+from shared_db import paths, provision, urls
 from shared_db.errors import SharedDbError
 
 PORTS = {"api_gateway": 8000, "signal_ingestion": 8001, "scoring_engine": 8002,
@@ -38,7 +38,7 @@ class Running:
 
 
 def run_dir() -> Path:
-    return provision.project_root() / ".run"
+    return paths.project_root() / ".run"
 
 
 def _pid(service: str) -> int | None:

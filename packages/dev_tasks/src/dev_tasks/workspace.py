@@ -1,15 +1,22 @@
 """``invoke up`` / ``invoke down``: the whole system on this machine."""
 
+from typing import TYPE_CHECKING
+
 from invoke.context import Context
 from invoke.tasks import task
 
-from dev_tasks import db, stack
+from dev_tasks import db
 from dev_tasks.errors import reported
+
+if TYPE_CHECKING:
+    from dev_tasks.stack import Running
 
 
 @task(help={"base-port": "first of four consecutive ports (default: 8000-8003)"})
 def up(c: Context, base_port: int = 0) -> None:
     """Postgres up, then the four services (each migrates on startup); prints their URLs."""
+    from dev_tasks import stack  # starts processes, talks HTTP: loaded on use
+
     db.up(c)
     with reported():
         running = stack.start(base_port or None)
@@ -21,13 +28,15 @@ def up(c: Context, base_port: int = 0) -> None:
     print("stop with: invoke down (Postgres stays up: invoke db.down)")
 
 
-def running_line(service: stack.Running) -> str:
+def running_line(service: "Running") -> str:
     return f"{service.url}  (pid {service.pid}, ready: {service.url}/ready)"
 
 
 @task
 def down(c: Context) -> None:
     """Stop the services started by ``invoke up``."""
+    from dev_tasks import stack  # starts processes, talks HTTP: loaded on use
+
     with reported():
         stopped = stack.stop()
     print(f"stopped: {', '.join(stopped)}" if stopped else "no service was running")

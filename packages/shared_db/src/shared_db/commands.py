@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared_db.config import alembic_config
 from shared_db.errors import MigrationError
+from shared_db.history import read_history
 from shared_db.provision import database_url
 from shared_db.services import check_service, version_table
 from shared_db.urls import mask, normalize
@@ -42,9 +43,41 @@ def connect(service: str, url: str | URL | None = None) -> Iterator[Connection]:
             yield connection
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise MigrationError(f"{service}: database error at {mask(target)}: {reason}") from exc
+        hint = "is Postgres up? (invoke db.up)" if _unreachable(exc) else "check the URL"
+        raise MigrationError(
+            f"{service}: database error at {target.host}:{target.port or 5432} "
+            f"({mask(target)}): {reason}; {hint}, see: invoke db.url --service {service}"
+        ) from exc
     finally:
         engine.dispose()
+
+
+def _unreachable(exc: SQLAlchemyError) -> bool:
+    text = str(exc).lower()
+    return "refused" in text or "timeout" in text or "could not translate host" in text
+
+
+def refuse_unknown(service: str, current: tuple[str, ...]) -> None:
+    """A database at a revision this code does not know was migrated by newer code."""
+    known = read_history(service).revisions
+    unknown = [rev for rev in current if rev not in known]
+    if unknown:
+        raise MigrationError(
+            f"{service}: the database is at revision {', '.join(unknown)}, which this code "
+            "does not know (it was migrated by a newer version); refusing to migrate: "
+            "deploy the newer version, or downgrade with the code that wrote it"
+        )
+
+
+def require_readable_history(service: str) -> None:
+    """Alembic would fail to load a history with a broken file: say which one."""
+    broken = read_history(service).unreadable
+    if broken:
+        bad = broken[0]
+        raise MigrationError(
+            f"{service}: {bad.path.name} is not a valid revision file ({bad.reason}); "
+            f"run: git checkout -- {bad.path} (or delete it), then: invoke migrate.validate"
+        )
 
 
 def current(service: str, url: str | URL | None = None) -> tuple[str, ...]:
@@ -101,13 +134,23 @@ def _run(
     service: str, url: str | URL | None, action: Callable[[Config], None], what: str
 ) -> tuple[str, ...]:
     check_service(service)
+    require_readable_history(service)
     with connect(service, url) as connection:
+        refuse_unknown(service, _current(connection, service))
+        connection.rollback()  # end the read's transaction: each revision runs in its own
         config = alembic_config(service, connection=connection)
         with _recording_steps() as recorder:
             try:
                 action(config)
             except CommandError as exc:
-                raise MigrationError(f"{service}: {what} failed: {exc}") from exc
+                connection.rollback()
+                # Alembic hides "Multiple revisions start with ..." behind "Can't locate".
+                cause = exc.__cause__
+                reason = cause if cause and "Multiple revisions" in str(cause) else exc
+                raise MigrationError(
+                    f"{service}: {what} failed: {reason}; "
+                    f"see the revisions: invoke migrate.history --service {service}"
+                ) from exc
             except Exception as exc:
                 connection.rollback()
                 at = _current(connection, service)

@@ -2,14 +2,14 @@
 
 from argparse import Namespace
 from importlib.util import find_spec
-from pathlib import Path
 
 from alembic.config import Config
 from sqlalchemy.engine import URL, Connection
 
-from shared_db.services import check_service
+from shared_db.paths import MIGRATIONS_DIR, script_location, versions_dir
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+__all__ = ["MIGRATIONS_DIR", "alembic_config", "script_location", "versions_dir"]
+
 POST_WRITE_HOOKS = {
     "hooks": "ruff_fix, ruff_format",
     "ruff_fix.type": "module",
@@ -19,14 +19,6 @@ POST_WRITE_HOOKS = {
     "ruff_format.module": "ruff",
     "ruff_format.options": "format --quiet REVISION_SCRIPT_FILENAME",
 }
-
-
-def script_location(service: str) -> Path:
-    return MIGRATIONS_DIR / check_service(service)
-
-
-def versions_dir(service: str) -> Path:
-    return script_location(service) / "versions"
 
 
 def alembic_config(

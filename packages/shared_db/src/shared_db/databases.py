@@ -78,3 +78,31 @@ def scratch_database(server_url: URL, prefix: str = "scratch") -> Iterator[URL]:
         yield url
     finally:
         drop_database(url)
+
+
+def ensure_service_database(admin: URL, name: str, password: str) -> URL:
+    """One role and one database per service, on a server we administer.
+
+    The role ``name`` (the service's name) owns the database ``name`` (and so its
+    ``public`` schema and everything its migrations create); other roles may not
+    even connect (``CONNECT`` is revoked from ``PUBLIC``). Returns the role's URL.
+    """
+    service = name
+    role = sql.Identifier(name)
+    with connect_autocommit(admin, "postgres") as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (service,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        # DuplicateObject: created concurrently by another process, with the same password.
+        with contextlib.suppress(psycopg.errors.DuplicateObject):
+            statement = sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}")
+            conn.execute(statement.format(role, sql.Literal(password)))
+        found = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (service,)
+        ).fetchone()
+        if found is None:
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role))
+        elif found[0] != service:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
+    return admin.set(username=service, password=password, database=service)

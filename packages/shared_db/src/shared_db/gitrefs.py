@@ -54,6 +54,26 @@ def file_names_in_refs(directory: Path) -> set[str]:
     return names
 
 
+MAIN_BRANCHES = ("origin/main", "main", "origin/master", "master")
+
+
+def main_branch_file_names(directory: Path) -> set[str] | None:
+    """File names in ``directory`` on the main branch; ``None`` outside git or with no
+    main branch (then every revision counts as new). ``SIGNALMARKET_MAIN_BRANCH``
+    names the branch when it is not origin/main, main, origin/master or master."""
+    try:
+        root = repository_root(directory)
+    except MigrationError:
+        return None
+    wanted = os.environ.get("SIGNALMARKET_MAIN_BRANCH")
+    relative = directory.resolve().relative_to(root.resolve()).as_posix()
+    for ref in (wanted,) if wanted else MAIN_BRANCHES:
+        if _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode == 0:
+            listing = _git(root, "ls-tree", "--name-only", f"{ref}:{relative}")
+            return set(listing.stdout.decode().split()) if listing.returncode == 0 else set()
+    return None
+
+
 def _working_tree_commit(root: Path, paths: list[str]) -> str:
     """A commit of HEAD plus the working tree's ``paths``, made with a private index."""
     with tempfile.TemporaryDirectory() as scratch:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared_db.config import versions_dir
+from shared_db.paths import versions_dir
 
 ID_PATTERN = re.compile(r"^(\d{4,})([a-z]*)$")
 _FIELDS = ("revision", "down_revision", "branch_labels", "depends_on")

@@ -8,6 +8,8 @@
 """
 
 import contextlib
+import hashlib
+import hmac
 import os
 from collections.abc import Iterator
 from functools import cache
@@ -16,24 +18,14 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from shared_db import settings
-from shared_db.databases import ensure_database
+from shared_db.databases import ensure_database, ensure_service_database
 from shared_db.errors import PostgresError
+from shared_db.paths import project_root
 from shared_db.postgres import docker
 from shared_db.postgres.local import LocalServer
 from shared_db.urls import normalize, with_database
 
 BACKENDS = ("auto", "docker", "local")
-
-
-def project_root() -> Path:
-    """The checkout holding this package (develop install), else the working directory."""
-    override = os.environ.get("SIGNALMARKET_ROOT")
-    if override:
-        return Path(override)
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "packages" / "shared_db").is_dir() and (parent / "pyproject.toml").exists():
-            return parent
-    return Path.cwd()
 
 
 def state_dir() -> Path:
@@ -75,13 +67,26 @@ def admin_url(service: str | None = None) -> URL:
 
 
 def database_url(service: str) -> URL:
-    """The URL of ``service``'s database; a provisioned one is created on demand."""
+    """The URL of ``service``'s database; a provisioned one is created on demand.
+
+    On the local server each service gets its own role owning its own database (see
+    ``ensure_service_database``); on the compose Postgres the superuser is used from
+    the host, while the containers use the roles made by docker/initdb."""
     configured = settings.configured_url(service)
     if configured:
         return normalize(configured)
-    url = with_database(server_url(), service)
+    admin = server_url()
+    if backend() == "local":
+        return ensure_service_database(admin, service, role_password(admin, service))
+    url = with_database(admin, service)
     ensure_database(url)
     return url
+
+
+def role_password(admin: URL, service: str) -> str:
+    """The service role's password, derived from the server's own secret (no extra state)."""
+    key = (admin.password or "").encode()
+    return hmac.new(key, f"role:{service}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 @contextlib.contextmanager

@@ -59,17 +59,6 @@ def wait_for_database(url: URL, timeout_s: float) -> None:
             delay = min(delay * 2, 2.0)
 
 
-def _refuse_unknown(service: str, current: tuple[str, ...]) -> None:
-    known = read_history(service).revisions
-    unknown = [rev for rev in current if rev not in known]
-    if unknown:
-        raise MigrationError(
-            f"{service}: the database is at revision {', '.join(unknown)}, which this code "
-            "does not know (it was migrated by a newer version); refusing to migrate: "
-            "deploy the newer version, or downgrade with the code that wrote it"
-        )
-
-
 def at_head(service: str, current: tuple[str, ...]) -> bool:
     history = read_history(service)
     return not pending_revisions(history, current) and all(
@@ -83,7 +72,7 @@ def migrate_to_head(
     """Bring ``service``'s database at ``url`` to head, exactly once across replicas."""
     wait_for_database(url, wait_timeout_s)
     before = commands.current(service, url)
-    _refuse_unknown(service, before)
+    commands.refuse_unknown(service, before)
     if at_head(service, before):
         return StartupResult(service, "none", before, before)
 
@@ -101,7 +90,7 @@ def migrate_to_head(
             time.sleep(0.05)
         try:
             current = commands.current(service, url)
-            _refuse_unknown(service, current)
+            commands.refuse_unknown(service, current)
             if at_head(service, current):
                 return StartupResult(service, "migrated elsewhere", before, current)
             after = commands.upgrade(service, url=url)

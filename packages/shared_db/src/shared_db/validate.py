@@ -179,15 +179,55 @@ def validate_directory(service: str, directory: Path) -> Report:
     return Report(service, check_history(service, history, directory), history.heads)
 
 
-def validate(service: str, *, offline: bool = False) -> Report:
-    """All checks of ``service``'s history; with ``offline`` no database is used."""
+def lint_problems(service: str, revision_range: str | None = None) -> list[Problem]:
+    """squawk's findings as problems, each naming its revision file and the fix."""
+    from shared_db.lint import lint
+
+    return [
+        Problem(
+            service,
+            "lint",
+            f"{finding.path.name}: {finding.rule}: {finding.message}",
+            f"make it safe (https://squawkhq.com/docs/{finding.rule}) or, once reviewed, "
+            f"add to {finding.path}: # migrate-lint: allow {finding.rule} -- <why>",
+        )
+        for finding in lint(service, revision_range)
+    ]
+
+
+def validate(service: str, *, offline: bool = False, lint: bool = True) -> Report:
+    """All checks of ``service``'s history; with ``offline`` no database is used, with
+    ``lint`` the revisions not yet on the main branch go through squawk."""
     from shared_db.config import versions_dir
 
     report = validate_directory(check_service(service), versions_dir(service))
-    if offline or not report.ok:
-        return report  # a broken graph cannot be upgraded meaningfully
+    if not report.ok:
+        return report  # a broken graph can be neither rendered nor upgraded
+    if lint:
+        report.problems.extend(lint_problems(service))
+    if offline:
+        return report
     from shared_db.drift import database_problems
 
     report.problems.extend(database_problems(service))
+    report.problems.extend(tamper_problems(service))
     report.database_checked = True
     return report
+
+
+def tamper_problems(service: str) -> list[Problem]:
+    """Applied revisions (in ``service``'s own database) whose file changed since."""
+    from shared_db.checksums import modified_at
+    from shared_db.provision import database_url
+
+    return [
+        Problem(
+            service,
+            "modified_after_apply",
+            f"revision {m.revision} was applied to {service}'s database and its file "
+            + ("is gone" if m.path is None else f"{m.path.name} has changed since"),
+            "restore the applied version (git log -p -- <file>); put new changes in a new "
+            f"revision: invoke migrate.revision --service {service} -m '...'",
+        )
+        for m in modified_at(service, database_url(service))
+    ]

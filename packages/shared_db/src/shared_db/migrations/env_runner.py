@@ -7,12 +7,15 @@ environment or the provisioned Postgres gives for the service.
 Offline mode (``--sql``) needs only the dialect, never a server.
 """
 
+from pathlib import Path
 from typing import Any, Literal
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import Connection, Engine
 
+from shared_db import checksums
 from shared_db.models import metadata_for
 from shared_db.services import version_table
 
@@ -50,12 +53,52 @@ def comparison_options(service: str) -> dict[str, Any]:
     }
 
 
+# A migration waiting for a table lock fails after LOCK_TIMEOUT instead of queueing
+# every other query behind it; a runaway statement is stopped after STATEMENT_TIMEOUT.
+LOCK_TIMEOUT = "10s"
+STATEMENT_TIMEOUT = "15min"
+SESSION_SETTINGS = (
+    f"SET lock_timeout = '{LOCK_TIMEOUT}'",
+    f"SET statement_timeout = '{STATEMENT_TIMEOUT}'",
+)
+
+
+def _record_checksum(service: str) -> Any:
+    """An ``on_version_apply`` hook: runs inside each revision's own transaction."""
+
+    def record(
+        *, ctx: MigrationContext, step: MigrationInfo, heads: set[str], run_args: Any
+    ) -> None:
+        if step.is_stamp:
+            return
+        ctx.impl._exec(text(checksums.create_table_sql(service)))
+        for revision in step.up_revision_ids:
+            if step.is_upgrade:
+                script = context.script.get_revision(revision)
+                path = Path(script.path) if script is not None and script.path else None
+                digest = checksums.file_checksum(path) if path else "0" * 64
+                ctx.impl._exec(text(checksums.record_sql(service, revision, digest)))
+            else:
+                ctx.impl._exec(text(checksums.forget_sql(service, revision)))
+
+    return record
+
+
 def _options(service: str) -> dict[str, Any]:
     # One transaction per revision: a failure leaves the last good revision applied.
-    return {**comparison_options(service), "transaction_per_migration": True}
+    return {
+        **comparison_options(service),
+        "transaction_per_migration": True,
+        "on_version_apply": _record_checksum(service),
+    }
 
 
 def _run_online(connection: Connection, service: str) -> None:
+    outside_transaction = not connection.in_transaction()
+    for statement in SESSION_SETTINGS:
+        connection.exec_driver_sql(statement)
+    if outside_transaction:
+        connection.commit()  # session settings stay; each revision opens its own transaction
     context.configure(connection=connection, **_options(service))
     with context.begin_transaction():
         context.run_migrations()
@@ -70,6 +113,8 @@ def run(service: str) -> None:
             dialect_opts={"paramstyle": "named"},
             **_options(service),
         )
+        for statement in SESSION_SETTINGS:
+            context.execute(statement)
         with context.begin_transaction():
             context.run_migrations()
         return

@@ -8,12 +8,13 @@ import os
 import socket
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from sqlalchemy.engine import URL
-
 from shared_db.errors import PostgresError
-from shared_db.urls import DRIVER
+
+if TYPE_CHECKING:  # SQLAlchemy is imported on use: engine_answers() stays light
+    from sqlalchemy.engine import URL
 
 PING = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n"
 COMPOSE_SERVICE = "postgres"
@@ -50,7 +51,7 @@ def compose_file(project_root: Path) -> Path:
     return project_root / "docker" / "compose.yaml"
 
 
-def compose_up(project_root: Path) -> URL:
+def compose_up(project_root: Path) -> "URL":
     """Start (or reuse) the compose Postgres and wait until its healthcheck passes."""
     compose = compose_file(project_root)
     if not compose.exists():
@@ -77,8 +78,12 @@ def compose_down(project_root: Path) -> None:
     )
 
 
-def compose_url() -> URL:
+def compose_url() -> "URL":
     """The compose Postgres as published on the host (see docker/compose.yaml)."""
+    from sqlalchemy.engine import URL
+
+    from shared_db.urls import DRIVER
+
     port = int(os.environ.get("SIGNALMARKET_PG_PORT", DEFAULT_PORT))
     password = os.environ.get("POSTGRES_PASSWORD", "postgres")
     return URL.create(DRIVER, "postgres", password, "127.0.0.1", port, "postgres")

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from shared_db.checksums import modified_at
 from shared_db.errors import SharedDbError
 from shared_db.overview import status
 from shared_db.urls import mask
@@ -20,6 +21,7 @@ def ready(request: Request) -> JSONResponse:
     service: str = request.app.state.service
     try:
         current = status(service, request.app.state.database_url)
+        modified = modified_at(service, request.app.state.database_url)
     except SharedDbError as exc:
         return JSONResponse(
             {"status": "unavailable", "service": service, "detail": str(exc)}, status_code=503
@@ -31,6 +33,8 @@ def ready(request: Request) -> JSONResponse:
         "pending": current.pending,
         "state": current.state,
         "database": mask(request.app.state.database_url),
+        # Applied revisions whose file changed since: reported, not a readiness failure.
+        "modified_since_applied": [m.revision for m in modified],
     }
     if current.pending == 0 and not current.unknown:
         return JSONResponse({"status": "ready", **body})

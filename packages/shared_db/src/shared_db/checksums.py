@@ -1,0 +1,80 @@
+"""Checksums of applied revisions: which revision files changed after they were applied.
+
+Each upgrade step records the sha256 of its revision file in the service's own side
+table, ``alembic_checksums_<service>``, in the same transaction as the version-table
+update; a downgrade step removes it. Comparing them with the files shows tampering
+(or an edit of an already-applied revision, which never reaches other databases).
+"""
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import ProgrammingError
+
+from shared_db.history import read_history
+from shared_db.services import check_service
+
+
+def checksum_table(service: str) -> str:
+    return f"alembic_checksums_{check_service(service)}"
+
+
+def file_checksum(path: Path) -> str:
+    """sha256 of the file with normalised line endings (a CRLF checkout is not a change)."""
+    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+
+
+def create_table_sql(service: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {checksum_table(service)} ("
+        "revision VARCHAR(32) PRIMARY KEY, checksum CHAR(64) NOT NULL, "
+        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+
+
+def record_sql(service: str, revision: str, checksum: str) -> str:
+    return (
+        f"INSERT INTO {checksum_table(service)} (revision, checksum) "
+        f"VALUES ('{revision}', '{checksum}') ON CONFLICT (revision) DO UPDATE "
+        "SET checksum = EXCLUDED.checksum, applied_at = now()"
+    )
+
+
+def forget_sql(service: str, revision: str) -> str:
+    return f"DELETE FROM {checksum_table(service)} WHERE revision = '{revision}'"
+
+
+@dataclass(frozen=True)
+class Modified:
+    revision: str
+    path: Path | None  # None: the file is gone
+
+
+def modified_revisions(service: str, connection: Connection) -> list[Modified]:
+    """Applied revisions whose file differs from what was applied (or is missing)."""
+    try:
+        rows = connection.execute(
+            text(f"SELECT revision, checksum FROM {checksum_table(service)}")
+        ).all()
+    except ProgrammingError:  # no side table: nothing was applied by this code yet
+        connection.rollback()
+        return []
+    history = read_history(service)
+    found = []
+    for revision, recorded in rows:
+        script = history.revisions.get(revision)
+        if script is None:
+            found.append(Modified(revision, None))
+        elif file_checksum(script.path) != recorded.strip():
+            found.append(Modified(revision, script.path))
+    return found
+
+
+def modified_at(service: str, url: URL) -> list[Modified]:
+    from shared_db.commands import connect
+
+    with connect(service, url) as connection:
+        return modified_revisions(service, connection)

@@ -1,0 +1,154 @@
+"""Lint the SQL of revisions with squawk, the Postgres migration linter.
+
+Each revision's upgrade is rendered offline (the SQL Alembic would run, with the
+session timeouts every migration sets) and checked on its own, so a finding names
+its revision file. A reviewed exception is a marker in that file, never global::
+
+    # migrate-lint: allow require-concurrent-index-creation -- table has 200 rows
+
+The reason after ``--`` is required.
+"""
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from shared_db.config import alembic_config, versions_dir
+from shared_db.errors import MigrationError
+from shared_db.gitrefs import main_branch_file_names
+from shared_db.history import History, read_history, sort_ids
+from shared_db.migrations.env_runner import SESSION_SETTINGS
+from shared_db.services import check_service
+
+MARKER = re.compile(
+    r"^[ \t]*#[ \t]*migrate-lint:[ \t]*allow[ \t]+(?P<rules>[a-z0-9, \t-]*?)"
+    r"[ \t]*(?:--[ \t]*(?P<reason>.*?))?[ \t]*$",
+    re.MULTILINE,
+)
+RULE = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    revision: str
+    path: Path
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path.name}: {self.rule}: {self.message}"
+
+
+def squawk_binary() -> str:
+    beside = Path(sys.executable).parent / "squawk"
+    found = str(beside) if beside.exists() else shutil.which("squawk")
+    if not found:
+        raise MigrationError(
+            "squawk (the migration linter) is not installed; run: poetry install "
+            "(or validate with --no-lint)"
+        )
+    return found
+
+
+def allowed_rules(path: Path) -> set[str]:
+    """Rules the revision file allows by a reviewed marker; a marker without reason fails."""
+    allowed: set[str] = set()
+    for match in MARKER.finditer(path.read_text(encoding="utf-8")):
+        rules = [r.strip() for r in match.group("rules").split(",") if r.strip()]
+        if not match.group("reason") or not match.group("reason").strip() or not rules:
+            raise MigrationError(
+                f"{path.name}: a migrate-lint marker needs rules and a reason: "
+                "# migrate-lint: allow <rule>[, <rule>] -- <why it is safe here>"
+            )
+        bad = [r for r in rules if not RULE.match(r)]
+        if bad:
+            raise MigrationError(f"{path.name}: {', '.join(bad)} is not a squawk rule name")
+        allowed.update(rules)
+    return allowed
+
+
+def render_upgrade(script: ScriptDirectory, revision: str) -> str:
+    """The SQL of one revision's ``upgrade()``, offline, after the session settings."""
+    rev = script.get_revision(revision)
+    if rev is None:
+        raise MigrationError(f"unknown revision {revision!r}")
+    buffer = io.StringIO()
+    context = MigrationContext.configure(
+        dialect_name="postgresql",
+        opts={"as_sql": True, "output_buffer": buffer, "literal_binds": True},
+    )
+    for statement in SESSION_SETTINGS:
+        buffer.write(f"{statement};\n\n")
+    with Operations.context(context):
+        rev.module.upgrade()
+    return buffer.getvalue()
+
+
+def lint_revisions(service: str, revisions: list[str]) -> list[Finding]:
+    check_service(service)
+    if not revisions:
+        return []
+    squawk = squawk_binary()
+    script = ScriptDirectory.from_config(alembic_config(service))
+    findings: list[Finding] = []
+    for revision in revisions:
+        rev = script.get_revision(revision)
+        assert rev is not None and rev.path is not None
+        path = Path(rev.path)
+        command = [squawk, "--reporter", "json", "--assume-in-transaction"]
+        command += ["--stdin-filepath", path.name]
+        allowed = allowed_rules(path)
+        if allowed:
+            command += ["--exclude", ",".join(sorted(allowed))]
+        result = subprocess.run(
+            command, input=render_upgrade(script, revision), capture_output=True, text=True
+        )
+        if result.returncode not in (0, 1) or not result.stdout.strip().startswith("["):
+            raise MigrationError(f"squawk failed on {path.name}: {result.stderr.strip()[:300]}")
+        for item in json.loads(result.stdout):
+            findings.append(Finding(revision, path, item["rule_name"], item["message"]))
+    return findings
+
+
+def revisions_in_range(history: History, revision_range: str) -> list[str]:
+    """``A:B``: the revisions above A up to and including B (``base`` and ``head`` work)."""
+    if ":" not in revision_range:
+        raise MigrationError(f"--range takes A:B (e.g. 0004:head), not {revision_range!r}")
+    low, high = revision_range.split(":", 1)
+    tops = history.heads if high in ("head", "heads", "") else (high,)
+    for rev in (*tops, *((low,) if low not in ("base", "") else ())):
+        if rev not in history.revisions:
+            raise MigrationError(f"unknown revision {rev!r} in --range {revision_range}")
+    wanted: set[str] = set()
+    for top in tops:
+        wanted |= history.ancestors(top)
+    if low not in ("base", ""):
+        wanted -= history.ancestors(low)
+    return sort_ids(wanted)
+
+
+def new_revisions(service: str) -> list[str]:
+    """Revisions whose file is not on the main branch (all of them outside git)."""
+    history = read_history(service)
+    on_main = main_branch_file_names(versions_dir(service))
+    if on_main is None:
+        return sort_ids(history.revisions)
+    return sort_ids(r.id for r in history.revisions.values() if r.path.name not in on_main)
+
+
+def lint(service: str, revision_range: str | None = None) -> list[Finding]:
+    """Lint ``service``'s revisions: a range, else those not yet on the main branch."""
+    history = read_history(check_service(service))
+    revisions = (
+        revisions_in_range(history, revision_range) if revision_range else new_revisions(service)
+    )
+    return lint_revisions(service, revisions)
