@@ -123,7 +123,7 @@ def test_throwaway_server_dies_with_a_killed_parent(server: LocalServer) -> None
         time.sleep(0.05)
     assert not local._pid_alive(pid), "the throwaway server outlived its parent"
     # Its data folder is swept by the next throwaway start.
-    leftovers = list(server.runtime_dir.glob("test-*"))
+    leftovers = list(server.scratch_dir.glob("test-*"))
     assert any(p.is_dir() for p in leftovers)
     server.throwaway().stop()
-    assert not [p for p in server.runtime_dir.glob("test-*") if p.is_dir()]
+    assert not [p for p in server.scratch_dir.glob("test-*") if p.is_dir()]

@@ -2,7 +2,7 @@
 
 from invoke.collection import Collection
 
-from dev_tasks import checks, container, db, migrate, workspace
+from dev_tasks import bench_task, checks, container, db, migrate, workspace
 
 
 def namespace() -> Collection:
@@ -14,4 +14,5 @@ def namespace() -> Collection:
         checks.lint,
         workspace.up,
         workspace.down,
+        bench_task.bench,
     )

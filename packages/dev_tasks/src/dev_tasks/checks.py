@@ -7,6 +7,7 @@ Each tool runs where it exists; where it does not, the check prints
 """
 
 import json
+import os
 import shlex
 import shutil
 import socket
@@ -30,13 +31,16 @@ NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
     help={
         "k": "only tests matching this expression (pytest -k)",
         "args": "extra pytest arguments",
+        "workers": "parallel pytest workers (default: one per core; 0 runs in-process)",
     }
 )
-def test(c: Context, k: str = "", args: str = "") -> None:
-    """Run the whole test suite; it provisions its own Postgres."""
-    selection = f" -k '{k}'" if k else ""
+def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
+    """Run the whole test suite; it provisions its own Postgres (one per worker)."""
+    selection = f" -k {shlex.quote(k)}" if k else ""
+    count = (os.cpu_count() or 1) if workers < 0 else workers
+    parallel = f" -n {count} --dist loadgroup" if count > 1 else ""
     with c.cd(str(project_root())):
-        c.run(f"{sys.executable} -m pytest{selection} {args}", pty=False)
+        c.run(f"{sys.executable} -m pytest{parallel}{selection} {args}", pty=False)
 
 
 @task

@@ -35,16 +35,17 @@ def create_table_sql(service: str) -> str:
     )
 
 
-def record_sql(service: str, revision: str, checksum: str) -> str:
+def record_sql(service: str) -> str:
+    """Bound parameters ``:revision`` and ``:checksum`` (one cached statement per run)."""
     return (
         f"INSERT INTO {checksum_table(service)} (revision, checksum) "
-        f"VALUES ('{revision}', '{checksum}') ON CONFLICT (revision) DO UPDATE "
+        "VALUES (:revision, :checksum) ON CONFLICT (revision) DO UPDATE "
         "SET checksum = EXCLUDED.checksum, applied_at = now()"
     )
 
 
-def forget_sql(service: str, revision: str) -> str:
-    return f"DELETE FROM {checksum_table(service)} WHERE revision = '{revision}'"
+def forget_sql(service: str) -> str:
+    return f"DELETE FROM {checksum_table(service)} WHERE revision = :revision"
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from importlib.util import find_spec
 from alembic.config import Config
 from sqlalchemy.engine import URL, Connection
 
-from shared_db.paths import MIGRATIONS_DIR, script_location, versions_dir
+from shared_db.paths import script_location, versions_dir
 
-__all__ = ["MIGRATIONS_DIR", "alembic_config", "script_location", "versions_dir"]
+__all__ = ["alembic_config", "script_location", "versions_dir"]
 
 POST_WRITE_HOOKS = {
     "hooks": "ruff_fix, ruff_format",

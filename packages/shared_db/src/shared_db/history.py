@@ -8,6 +8,9 @@ validator and ``migrate.heads`` are built on it.
 """
 
 import ast
+import hashlib
+import os
+import pickle
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +52,56 @@ def _as_tuple(value: object) -> tuple[str, ...]:
     raise ValueError(f"expected a string, a sequence of strings or None, got {value!r}")
 
 
+_FAST_ASSIGN = re.compile(
+    r"^(revision|down_revision|branch_labels|depends_on)[ \t]*(?::[^=\n]*)?=[ \t]*(.*?)[ \t]*$",
+    re.MULTILINE,
+)
+_STRING = re.compile(r"""^(["'])([^"'\\\n]*)\1$""")
+_SEQUENCE = re.compile(r"""^[(\[]\s*((?:(["'])[^"'\\\n]*\2\s*,?\s*)*)[)\]]$""")
+_SEQUENCE_ITEM = re.compile(r"""(["'])([^"'\\\n]*)\1""")
+_DOCSTRING = re.compile(r'^[ \t]*("""|\'\'\')[ \t]*([^\n]*?)[ \t]*(?:\1|$)', re.MULTILINE)
+
+
+def _fast_value(text: str) -> object:
+    """The literal forms Alembic writes; anything else raises KeyError (use ast)."""
+    if text == "None":
+        return None
+    string = _STRING.match(text)
+    if string:
+        return string.group(2)
+    sequence = _SEQUENCE.match(text)
+    if sequence:
+        return tuple(m.group(2) for m in _SEQUENCE_ITEM.finditer(sequence.group(1)))
+    raise KeyError(text)
+
+
+def _fast_parse(source: str, path: Path) -> Revision | None:
+    """Regex reading of a plainly written revision file (~10x faster than ast);
+    ``None`` when the file is anything but plain, and ast decides."""
+    values: dict[str, object] = {}
+    for match in _FAST_ASSIGN.finditer(source):
+        if match.group(1) in values:
+            return None
+        try:
+            values[match.group(1)] = _fast_value(match.group(2))
+        except KeyError:
+            return None
+    revision = values.get("revision")
+    if not isinstance(revision, str) or not revision or "down_revision" not in values:
+        return None
+    docstring = _DOCSTRING.match(source)
+    if docstring is None or not docstring.group(2) or "\\" in docstring.group(2):
+        return None
+    return Revision(
+        id=revision,
+        down=_as_tuple(values["down_revision"]),
+        branch_labels=_as_tuple(values.get("branch_labels")),
+        depends_on=_as_tuple(values.get("depends_on")),
+        path=path,
+        message=docstring.group(2).strip(),
+    )
+
+
 def parse_revision_file(path: Path) -> Revision:
     """One revision file; raises ``ValueError`` saying why it is not a revision."""
     try:
@@ -57,6 +110,14 @@ def parse_revision_file(path: Path) -> Revision:
         raise ValueError(f"cannot read it: {exc}") from exc
     if not source.strip():
         raise ValueError("the file is empty")
+    fast = _fast_parse(source, path)
+    if fast is not None:
+        return fast
+    return _ast_parse(source, path)
+
+
+def _ast_parse(source: str, path: Path) -> Revision:
+    """The exact reading, for any valid file (and the reasons an invalid one fails)."""
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
@@ -216,13 +277,82 @@ def revision_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.py") if p.name != "__init__.py")
 
 
-def read_directory(directory: Path) -> History:
+# -- the cache: parsed files keyed by their stat, so an unchanged history is not re-read --
+
+Stamp = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
+# What a file says, in plain tuples (cheap to pickle): a revision's fields, or why not.
+Fields = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str] | str
+CACHE_VERSION = 2
+
+
+def _cache_file(directory: Path) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:24]
+    return base / "signalmarket" / "history" / f"{key}.pickle"
+
+
+def _load_cache(path: Path) -> dict[str, tuple[Stamp, Fields]]:
+    try:
+        with path.open("rb") as handle:
+            version, entries = pickle.load(handle)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
+        return {}
+    return entries if version == CACHE_VERSION and isinstance(entries, dict) else {}
+
+
+def _save_cache(path: Path, entries: dict[str, tuple[Stamp, Fields]]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_suffix(f".{os.getpid()}.tmp")
+        with scratch.open("wb") as handle:
+            pickle.dump((CACHE_VERSION, entries), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        scratch.replace(path)  # atomic: readers see the old or the new cache, never half
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+def _fields(path: Path) -> Fields:
+    try:
+        r = parse_revision_file(path)
+    except ValueError as exc:
+        return str(exc)
+    return (r.id, r.down, r.branch_labels, r.depends_on, r.message)
+
+
+def read_directory(directory: Path, *, use_cache: bool = True) -> History:
+    """The history in ``directory``. Files whose inode, size, mtime and ctime are
+    unchanged since the last read come from a cache (``~/.cache/signalmarket``);
+    any change to a file, or a new or removed file, is read again."""
+    stamps: list[tuple[str, Stamp]] = []
+    try:
+        with os.scandir(directory) as scan:
+            for entry in scan:
+                if entry.name.endswith(".py") and entry.name != "__init__.py" and entry.is_file():
+                    st = entry.stat()
+                    stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                    stamps.append((entry.name, stamp))
+    except FileNotFoundError:
+        return History()
+    stamps.sort()
+    cache_path = _cache_file(directory)
+    cached = _load_cache(cache_path) if use_cache else {}
+    fresh: dict[str, tuple[Stamp, Fields]] = {}
+    changed = len(cached) != len(stamps)
+    for name, stamp in stamps:
+        hit = cached.get(name)
+        if hit is None or hit[0] != stamp:
+            hit, changed = (stamp, _fields(directory / name)), True
+        fresh[name] = hit
+    if use_cache and changed:
+        _save_cache(cache_path, fresh)
     history = History()
-    for path in revision_files(directory):
-        try:
-            history._add(parse_revision_file(path))
-        except ValueError as exc:
-            history.unreadable.append(Unreadable(path, str(exc)))
+    for name, (_stamp, fields) in fresh.items():
+        if isinstance(fields, str):
+            history.unreadable.append(Unreadable(directory / name, fields))
+        else:
+            history._add(
+                Revision(fields[0], fields[1], fields[2], fields[3], directory / name, fields[4])
+            )
     return history
 
 

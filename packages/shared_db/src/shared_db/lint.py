@@ -17,17 +17,16 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-
-from shared_db.config import alembic_config, versions_dir
 from shared_db.errors import MigrationError
 from shared_db.gitrefs import main_branch_file_names
 from shared_db.history import History, read_history, sort_ids
-from shared_db.migrations.env_runner import SESSION_SETTINGS
+from shared_db.paths import versions_dir
 from shared_db.services import check_service
+
+if TYPE_CHECKING:  # Alembic is imported only when there is something to lint
+    from alembic.script import ScriptDirectory
 
 MARKER = re.compile(
     r"^[ \t]*#[ \t]*migrate-lint:[ \t]*allow[ \t]+(?P<rules>[a-z0-9, \t-]*?)"
@@ -76,8 +75,13 @@ def allowed_rules(path: Path) -> set[str]:
     return allowed
 
 
-def render_upgrade(script: ScriptDirectory, revision: str) -> str:
+def render_upgrade(script: "ScriptDirectory", revision: str) -> str:
     """The SQL of one revision's ``upgrade()``, offline, after the session settings."""
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    from shared_db.migrations.env_runner import SESSION_SETTINGS
+
     rev = script.get_revision(revision)
     if rev is None:
         raise MigrationError(f"unknown revision {revision!r}")
@@ -97,6 +101,10 @@ def lint_revisions(service: str, revisions: list[str]) -> list[Finding]:
     check_service(service)
     if not revisions:
         return []
+    from alembic.script import ScriptDirectory
+
+    from shared_db.config import alembic_config
+
     squawk = squawk_binary()
     script = ScriptDirectory.from_config(alembic_config(service))
     findings: list[Finding] = []

@@ -5,11 +5,18 @@ from pathlib import Path
 
 from shared_db.services import check_service
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+PACKAGED_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migrations_dir() -> Path:
+    """The folder holding ``<service>/{env.py, versions/}``: the packaged one, unless
+    ``SIGNALMARKET_MIGRATIONS_DIR`` points elsewhere (benchmarks, tooling on a copy)."""
+    override = os.environ.get("SIGNALMARKET_MIGRATIONS_DIR")
+    return Path(override) if override else PACKAGED_MIGRATIONS
 
 
 def script_location(service: str) -> Path:
-    return MIGRATIONS_DIR / check_service(service)
+    return migrations_dir() / check_service(service)
 
 
 def versions_dir(service: str) -> Path:

@@ -198,7 +198,7 @@ def lint_problems(service: str, revision_range: str | None = None) -> list[Probl
 def validate(service: str, *, offline: bool = False, lint: bool = True) -> Report:
     """All checks of ``service``'s history; with ``offline`` no database is used, with
     ``lint`` the revisions not yet on the main branch go through squawk."""
-    from shared_db.config import versions_dir
+    from shared_db.paths import versions_dir
 
     report = validate_directory(check_service(service), versions_dir(service))
     if not report.ok:

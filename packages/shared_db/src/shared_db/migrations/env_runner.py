@@ -65,23 +65,29 @@ SESSION_SETTINGS = (
 
 def _record_checksum(service: str) -> Any:
     """An ``on_version_apply`` hook: runs inside each revision's own transaction."""
+    create = text(checksums.create_table_sql(service))
+    record, forget = text(checksums.record_sql(service)), text(checksums.forget_sql(service))
+    table_ready = False  # the side table is created (if missing) with the first step
 
-    def record(
+    def on_step(
         *, ctx: MigrationContext, step: MigrationInfo, heads: set[str], run_args: Any
     ) -> None:
+        nonlocal table_ready
         if step.is_stamp:
             return
-        ctx.impl._exec(text(checksums.create_table_sql(service)))
+        if not table_ready:
+            ctx.impl._exec(create)
+            table_ready = True
         for revision in step.up_revision_ids:
-            if step.is_upgrade:
-                script = context.script.get_revision(revision)
-                path = Path(script.path) if script is not None and script.path else None
-                digest = checksums.file_checksum(path) if path else "0" * 64
-                ctx.impl._exec(text(checksums.record_sql(service, revision, digest)))
-            else:
-                ctx.impl._exec(text(checksums.forget_sql(service, revision)))
+            if not step.is_upgrade:
+                ctx.impl._exec(forget.bindparams(revision=revision))
+                continue
+            script = context.script.get_revision(revision)
+            path = Path(script.path) if script is not None and script.path else None
+            digest = checksums.file_checksum(path) if path else "0" * 64
+            ctx.impl._exec(record.bindparams(revision=revision, checksum=digest))
 
-    return record
+    return on_step
 
 
 def _options(service: str) -> dict[str, Any]:

@@ -328,7 +328,7 @@ class LocalServer:
             self._sweep_stale()
             template = self.runtime_dir / "template"
             self._ensure_initialized(template)
-            data_dir = self.runtime_dir / f"test-{os.getpid()}-{secrets.token_hex(3)}"
+            data_dir = self.scratch_dir / f"test-{os.getpid()}-{secrets.token_hex(3)}"
             subprocess.run(["cp", "-a", str(template), str(data_dir)], check=True)
         try:
             info = self._start(data_dir, preferred_port=None, tied=True)
@@ -337,8 +337,22 @@ class LocalServer:
             raise
         return ThrowawayServer(info, self.password())
 
+    @property
+    def scratch_dir(self) -> Path:
+        """Where throwaway servers keep their data: in memory (``/dev/shm``) when the
+        machine has it, since they are thrown away anyway; CREATE DATABASE there takes
+        ~20 ms instead of ~250 ms on a disk. Else beside the template."""
+        shm = Path("/dev/shm")
+        if not (shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)):
+            return self.runtime_dir
+        key = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        folder = shm / f"signalmarket-postgres-{key}"
+        folder.mkdir(mode=0o755, exist_ok=True)
+        return folder
+
     def _sweep_stale(self) -> None:
-        for path in self.runtime_dir.glob("test-*"):
+        stale = [*self.runtime_dir.glob("test-*"), *self.scratch_dir.glob("test-*")]
+        for path in stale:
             pid = path.name.split("-")[1]
             if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)

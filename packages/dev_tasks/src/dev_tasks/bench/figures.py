@@ -1,0 +1,232 @@
+"""The benchmark figures: ours and the raw baseline, side by side, same machine, one run."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared_db.history import read_directory
+from shared_db.paths import project_root
+from shared_db.services import SERVICES
+
+from dev_tasks.bench.measure import INVOKE, median, run, until_ready
+from dev_tasks.bench.synthetic import write_history
+
+ALEMBIC = [sys.executable, "-m", "alembic"]
+SERVICE = "scoring_engine"  # the synthetic histories stand in for this service's
+
+
+@dataclass
+class Figure:
+    key: str
+    title: str
+    ours_s: float
+    baseline_s: float
+    baseline: str
+    goal: str
+    met: bool
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_s / self.baseline_s if self.baseline_s else float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def real_histories(runs: int) -> Figure:
+    root = project_root()
+    ours = median(lambda: run([*INVOKE, "migrate.heads", "migrate.validate", "--offline"]), runs)
+
+    def four_alembic_heads() -> float:
+        return sum(
+            run([*ALEMBIC, "-c", str(root / f"packages/shared_db/alembic_{s}.ini"), "heads"])
+            for s in SERVICES
+        )
+
+    baseline = median(four_alembic_heads, runs)
+    ratio = ours / baseline
+    return Figure(
+        "real_histories", "migrate.heads + migrate.validate --offline, four services, one process",
+        ours, baseline, "4 x alembic heads", "<= 0.33x", ratio <= 0.33,
+    )  # fmt: skip
+
+
+def synthetic_history(count: int, runs: int, workdir: Path) -> Figure:
+    tree = workdir / f"history-{count}"
+    write_history(tree, SERVICE, count)
+    cache = workdir / f"cache-{count}"
+    env = {"SIGNALMARKET_MIGRATIONS_DIR": str(tree), "XDG_CACHE_HOME": str(cache)}
+    ours_cmd = [
+        *INVOKE, "migrate.heads", "--service", SERVICE,
+        "migrate.validate", "--offline", "--no-lint", "--service", SERVICE,
+    ]  # fmt: skip
+    cold = median(lambda: run(ours_cmd, env), runs, prepare=lambda: shutil.rmtree(cache, True))
+    run(ours_cmd, env)  # prime the cache
+    warm = median(lambda: run(ours_cmd, env), runs)
+    ini = str(tree / f"alembic_{SERVICE}.ini")
+    baseline = median(lambda: run([*ALEMBIC, "-c", ini, "heads"]), runs)
+    start = time.perf_counter()
+    read_directory(tree / SERVICE / "versions")
+    warm_read = time.perf_counter() - start
+    return Figure(
+        f"synthetic_{count}",
+        f"the same on a synthetic {count}-revision history (forks and merges)",
+        cold, baseline, "alembic heads", "<= 0.33x cold; <= 0.3 s warm",
+        cold / baseline <= 0.33 and warm_read <= 0.3,
+        note="validate without lint: the synthetic folder is outside git, so every "
+        "revision would be new and go through squawk",
+        extra={"warm_s": warm, "warm_graph_read_s": warm_read},
+    )  # fmt: skip
+
+
+def _psql() -> str:
+    from shared_db.postgres.binaries import find_bin_dir
+
+    beside = find_bin_dir() / "psql"
+    found = str(beside) if beside.exists() else shutil.which("psql")
+    if not found:
+        raise RuntimeError("psql not found")
+    return found
+
+
+def upgrade_synthetic(server_url: object, runs: int, workdir: Path, count: int = 200) -> Figure:
+    from shared_db.databases import drop_database, ensure_database
+    from sqlalchemy.engine import URL
+
+    assert isinstance(server_url, URL)
+    tree = workdir / f"upgrade-{count}"
+    write_history(tree, SERVICE, count)
+    env = {"SIGNALMARKET_MIGRATIONS_DIR": str(tree), "XDG_CACHE_HOME": str(workdir / "cache")}
+    sql_file = workdir / "upgrade.sql"
+    rendered = subprocess.run(
+        [*INVOKE, "migrate.sql", "--service", SERVICE, "--range", "base:head"],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    sql_file.write_text(rendered.stdout)
+    database = server_url.set(database="bench_upgrade")
+
+    def fresh() -> None:
+        drop_database(database)
+        ensure_database(database)
+
+    url = database.render_as_string(hide_password=False)
+    upgrade = [*INVOKE, "migrate.upgrade", "--service", SERVICE]
+    ours = median(lambda: run(upgrade, {**env, "DATABASE_URL": url}), runs, prepare=fresh)
+    psql_env = {"PGPASSWORD": database.password or ""}
+    psql = [
+        _psql(), "-q", "-X", "-v", "ON_ERROR_STOP=1", "-h", str(database.host),
+        "-p", str(database.port), "-U", str(database.username), "-d", "bench_upgrade",
+        "-f", str(sql_file),
+    ]  # fmt: skip
+    baseline = median(lambda: run(psql, psql_env), runs, prepare=fresh)
+    ini = str(tree / f"alembic_{SERVICE}.ini")
+    raw = median(
+        lambda: run([*ALEMBIC, "-c", ini, "upgrade", "head"], {**env, "DATABASE_URL": url}),
+        runs, prepare=fresh,
+    )  # fmt: skip
+    drop_database(database)
+    return Figure(
+        "upgrade_200", f"upgrade head of a synthetic {count}-revision history, empty database",
+        ours, baseline, "psql -f of the same offline SQL", "<= 2x", ours / baseline <= 2,
+        extra={"raw_alembic_upgrade_s": raw},
+    )  # fmt: skip
+
+
+def _start(port: int, env: dict[str, str], log_level: str = "warning") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", SERVICE, "--port", str(port), "--log-level", log_level],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _stop(processes: list[subprocess.Popen[str]]) -> list[str]:
+    for process in processes:
+        process.terminate()
+    return [process.communicate(timeout=30)[0] for process in processes]
+
+
+def startup_at_head(server_url: object, runs: int) -> Figure:
+    from shared_db import commands
+    from shared_db.databases import drop_database, ensure_database
+    from sqlalchemy.engine import URL
+
+    assert isinstance(server_url, URL)
+    database = server_url.set(database="bench_startup")
+    drop_database(database)
+    ensure_database(database)
+    commands.upgrade(SERVICE, url=database)
+    url = database.render_as_string(hide_password=False)
+
+    def start_once(extra: dict[str, str]) -> float:
+        port = _free_port()
+        process = _start(port, {"DATABASE_URL": url, **extra})
+        try:
+            return until_ready([(process, port)], "/health", 60)
+        finally:
+            _stop([process])
+
+    at_head = median(lambda: start_once({}), runs)
+    skipped = median(lambda: start_once({"SKIP_MIGRATIONS": "1"}), runs)
+    drop_database(database)
+    return Figure(
+        "startup_at_head", "service startup with the database at head (to /health 200)",
+        at_head, skipped, "the same with SKIP_MIGRATIONS=1", "<= +100 ms",
+        at_head - skipped <= 0.1, note=f"difference {1000 * (at_head - skipped):+.0f} ms",
+    )  # fmt: skip
+
+
+def concurrent_starts(server_url: object, replicas: int = 16) -> Figure:
+    from shared_db.databases import drop_database, ensure_database
+    from sqlalchemy.engine import URL
+
+    assert isinstance(server_url, URL)
+    database = server_url.set(database="bench_concurrent")
+    url = database.render_as_string(hide_password=False)
+    env = {"DATABASE_URL": url, "MIGRATION_LOCK_TIMEOUT": "120"}
+
+    def start(count: int) -> tuple[float, int]:
+        drop_database(database)
+        ensure_database(database)
+        ports = [_free_port() for _ in range(count)]
+        processes = [_start(port, env, "info") for port in ports]
+        try:
+            elapsed = until_ready(list(zip(processes, ports, strict=True)), "/ready", 300)
+        finally:
+            outputs = _stop(processes)
+        upgrades = sum("migrated base -> " in output for output in outputs)
+        return elapsed, upgrades
+
+    single, _ = start(1)
+    together, upgrades = start(replicas)
+    drop_database(database)
+    return Figure(
+        "concurrent_starts", f"{replicas} concurrent starts of one service, empty database",
+        together, single, "one start on an empty database", "<= 1.5x, exactly one upgrade",
+        together / single <= 1.5 and upgrades == 1,
+        note=f"upgrades run: {upgrades}", extra={"upgrades": float(upgrades)},
+    )  # fmt: skip
+
+
+def test_suite() -> Figure:
+    elapsed = run([*INVOKE, "test"])
+    return Figure(
+        "invoke_test", "invoke test, whole suite, Postgres start included",
+        elapsed, 90.0, "the 90 s budget", "<= 90 s on 2 cores", elapsed <= 90,
+        note=f"{os.cpu_count()} cores",
+    )  # fmt: skip
+
+
+def workdir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="signalmarket-bench-")
