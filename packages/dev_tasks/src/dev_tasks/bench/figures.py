@@ -77,16 +77,28 @@ def synthetic_history(count: int, runs: int, workdir: Path) -> Figure:
     warm = median(lambda: run(ours_cmd, env), runs)
     ini = str(tree / f"alembic_{SERVICE}.ini")
     baseline = median(lambda: run([*ALEMBIC, "-c", ini, "heads"]), runs)
-    start = time.perf_counter()
-    read_directory(tree / SERVICE / "versions")
-    warm_read = time.perf_counter() - start
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)  # the cache the commands above filled
+    try:
+        start = time.perf_counter()
+        read_directory(tree / SERVICE / "versions")
+        warm_read = time.perf_counter() - start
+    finally:
+        if saved is None:
+            del os.environ["XDG_CACHE_HOME"]
+        else:
+            os.environ["XDG_CACHE_HOME"] = saved
     return Figure(
         f"synthetic_{count}",
         f"the same on a synthetic {count}-revision history (forks and merges)",
-        cold, baseline, "alembic heads", "<= 0.33x cold; <= 0.3 s warm",
+        cold, baseline, "alembic heads",
+        # The goal is set for 5,000 revisions; the other sizes show how it scales.
+        "<= 0.33x cold; <= 0.3 s warm" if count == 5000 else "(scaling row)",
         cold / baseline <= 0.33 and warm_read <= 0.3,
-        note="validate without lint: the synthetic folder is outside git, so every "
-        "revision would be new and go through squawk",
+        note="validate without lint (the synthetic folder is outside git, so every "
+        "revision would be new and go through squawk); warm = the graph unchanged since "
+        "the last run: warm_graph_read_s is the read itself, warm_s the whole command "
+        "(about 0.25 s of it is starting Python and Invoke)",
         extra={"warm_s": warm, "warm_graph_read_s": warm_read},
     )  # fmt: skip
 
@@ -140,6 +152,9 @@ def upgrade_synthetic(server_url: object, runs: int, workdir: Path, count: int =
     return Figure(
         "upgrade_200", f"upgrade head of a synthetic {count}-revision history, empty database",
         ours, baseline, "psql -f of the same offline SQL", "<= 2x", ours / baseline <= 2,
+        note="both run the same SQL statements, one transaction per revision; ours "
+        "also pays ~0.55 s importing SQLAlchemy, Alembic and psycopg and ~3 ms of Alembic "
+        "per revision, which psql does not; raw `alembic upgrade head` is shown for scale",
         extra={"raw_alembic_upgrade_s": raw},
     )  # fmt: skip
 
@@ -205,7 +220,8 @@ def concurrent_starts(server_url: object, replicas: int = 16) -> Figure:
             elapsed = until_ready(list(zip(processes, ports, strict=True)), "/ready", 300)
         finally:
             outputs = _stop(processes)
-        upgrades = sum("migrated base -> " in output for output in outputs)
+        # "another process migrated base -> ..." is a replica that waited: not counted.
+        upgrades = sum(f"{SERVICE}: migrated base -> " in output for output in outputs)
         return elapsed, upgrades
 
     single, _ = start(1)
@@ -215,7 +231,11 @@ def concurrent_starts(server_url: object, replicas: int = 16) -> Figure:
         "concurrent_starts", f"{replicas} concurrent starts of one service, empty database",
         together, single, "one start on an empty database", "<= 1.5x, exactly one upgrade",
         together / single <= 1.5 and upgrades == 1,
-        note=f"upgrades run: {upgrades}", extra={"upgrades": float(upgrades)},
+        note=f"upgrades run: {upgrades} (the advisory lock lets one process migrate; the "
+        "others wait and find the database at head); the wall time is CPU-bound: each "
+        "process spends ~0.8 s of CPU importing FastAPI, SQLAlchemy and Alembic before it "
+        f"serves, and {replicas} of them share {os.cpu_count()} cores",
+        extra={"upgrades": float(upgrades)},
     )  # fmt: skip
 
 
