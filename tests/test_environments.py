@@ -359,7 +359,7 @@ def nix_instantiate() -> str:
 
 def test_flake_parses() -> None:
     result = subprocess.run(
-        [nix_instantiate(), "--parse", str(ROOT / "flake.nix")],
+        [nix_instantiate(), "--store", "dummy://", "--parse", str(ROOT / "flake.nix")],
         capture_output=True,
         text=True,
         check=False,
@@ -395,8 +395,9 @@ in (import FLAKE).outputs { self = { }; inherit nixpkgs; }
 @pytest.fixture(scope="module")
 def dev_shells() -> dict[str, Any]:
     expression = STUB_NIXPKGS.replace("FLAKE", str(ROOT / "flake.nix"))
+    command = [nix_instantiate(), "--store", "dummy://", "--eval", "--strict", "--json"]
     result = subprocess.run(
-        [nix_instantiate(), "--eval", "--strict", "--json", "--expr", expression],
+        [*command, "--expr", expression],
         capture_output=True,
         text=True,
         check=False,

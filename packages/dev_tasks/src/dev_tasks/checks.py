@@ -156,7 +156,8 @@ def nix_flake(c: Context, root: Path) -> None:
     if instantiate is None:
         skipped("nix parse", "nix-instantiate is not installed (Debian: apt-get install nix-bin)")
     else:
-        c.run(f"{shlex.quote(instantiate)} --parse flake.nix > /dev/null")
+        # A dummy store: parsing needs none, and a plain user may not reach the daemon's.
+        c.run(f"{shlex.quote(instantiate)} --store dummy:// --parse flake.nix > /dev/null")
         ok("nix parse", "flake.nix")
     nix = shutil.which("nix")
     if nix is None:
@@ -170,8 +171,10 @@ def nix_flake(c: Context, root: Path) -> None:
             shutil.copy2(root / name, Path(tmp) / name)
         flake = f"path:{tmp}"
         # Offline and without updating: fails if flake.lock does not lock flake.nix's inputs.
+        # A private store in the temporary folder: works without root or a Nix daemon.
+        store = ["--store", f"local?root={tmp}/store"]
         c.run(
-            shlex.join([nix, *NIX_FEATURES, "flake", "metadata", "--offline"])
+            shlex.join([nix, *NIX_FEATURES, *store, "flake", "metadata", "--offline"])
             + " --no-update-lock-file "
             + shlex.quote(flake)
             + " > /dev/null"
@@ -181,7 +184,8 @@ def nix_flake(c: Context, root: Path) -> None:
         if reason:
             skipped("nix flake check", reason)
             return
-        c.run(shlex.join([nix, *NIX_FEATURES, "flake", "check", "--no-update-lock-file", flake]))
+        check = [nix, *NIX_FEATURES, *store, "flake", "check", "--no-update-lock-file", flake]
+        c.run(shlex.join(check))
         ok("nix flake check", "devShells evaluate")
 
 
