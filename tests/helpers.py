@@ -75,3 +75,29 @@ def assert_migrated_on_startup(client: TestClient, database: URL, service: str) 
         (head,) for head in heads
     ]
     assert client.get("/health").json() == {"status": "ok", "service": service}
+
+
+# A revision that changes the schema, then fails: proves one transaction per revision.
+BROKEN_REVISION = '''"""Add a column, then fail (a broken migration).
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("scores", sa.Column("half_done", sa.Text(), nullable=True))
+    op.execute("UPDATE no_such_table SET x = 1")
+
+
+def downgrade() -> None:
+    op.drop_column("scores", "half_done")
+'''

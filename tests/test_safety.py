@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import MODELS, VERSIONS, Repo
+from helpers import BROKEN_REVISION as BROKEN
 from helpers import free_port, raw, sql
 from shared_db import checksums, commands
 from shared_db.authoring import _widens
@@ -119,29 +120,6 @@ def test_a_changed_file_is_reported_by_validate_and_ready(
 
 
 # -- atomicity (the CLI path; the startup path is in test_startup.py) --------------------
-
-BROKEN = '''"""Add a column, then fail.
-
-Revision ID: 0011
-"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0011"
-down_revision = "0010"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.add_column("scores", sa.Column("half_done", sa.Text(), nullable=True))
-    op.execute("UPDATE no_such_table SET x = 1")
-
-
-def downgrade() -> None:
-    op.drop_column("scores", "half_done")
-'''
 
 
 def test_a_failing_revision_leaves_the_last_good_one(repo: Repo, empty_database: URL) -> None:

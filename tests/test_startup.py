@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from conftest import VERSIONS, Repo
 from fastapi.testclient import TestClient
+from helpers import BROKEN_REVISION as BROKEN
 from helpers import free_port, raw
 from shared_db import commands, settings, startup
 from shared_db.databases import connect_autocommit
@@ -167,31 +168,6 @@ def test_eight_replicas_on_an_empty_database_migrate_exactly_once(empty_database
     assert all("another process migrated" in out or "no migration needed" in out for out in others)
     assert sum(out.count("Running upgrade  -> 0001") for out in outputs) == 1
     assert commands.current("scoring_engine", empty_database) == HEAD
-
-
-BROKEN = '''"""Add a column, then fail (a broken migration).
-
-Revision ID: 0011
-Revises: 0010
-"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0011"
-down_revision = "0010"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.add_column("scores", sa.Column("half_done", sa.Text(), nullable=True))
-    op.execute("UPDATE no_such_table SET x = 1")
-
-
-def downgrade() -> None:
-    op.drop_column("scores", "half_done")
-'''
 
 
 def test_a_broken_migration_stops_the_service_at_the_last_good_revision(

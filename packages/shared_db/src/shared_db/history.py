@@ -92,14 +92,7 @@ def _fast_parse(source: str, path: Path) -> Revision | None:
     docstring = _DOCSTRING.match(source)
     if docstring is None or not docstring.group(2) or "\\" in docstring.group(2):
         return None
-    return Revision(
-        id=revision,
-        down=_as_tuple(values["down_revision"]),
-        branch_labels=_as_tuple(values.get("branch_labels")),
-        depends_on=_as_tuple(values.get("depends_on")),
-        path=path,
-        message=docstring.group(2).strip(),
-    )
+    return _revision(revision, values, path, docstring.group(2).strip())
 
 
 def parse_revision_file(path: Path) -> Revision:
@@ -141,14 +134,18 @@ def _ast_parse(source: str, path: Path) -> Revision:
         raise ValueError('it declares no `revision = "..."`')
     if "down_revision" not in values:
         raise ValueError("it declares no `down_revision`")
-    docstring = ast.get_docstring(tree) or ""
+    docstring = (ast.get_docstring(tree) or "").strip()
+    return _revision(revision, values, path, docstring.splitlines()[0] if docstring else "")
+
+
+def _revision(revision: str, values: dict[str, object], path: Path, message: str) -> Revision:
     return Revision(
         id=revision,
         down=_as_tuple(values["down_revision"]),
         branch_labels=_as_tuple(values.get("branch_labels")),
         depends_on=_as_tuple(values.get("depends_on")),
         path=path,
-        message=docstring.strip().splitlines()[0] if docstring.strip() else "",
+        message=message,
     )
 
 
