@@ -1,27 +1,22 @@
-"""Database settings read from the environment, once and lazily."""
+"""Where the environment says a service's database is, read once and lazily.
 
+Two variables, no parsing: plain ``os.environ`` rather than a settings class, so that
+the command line does not pay pydantic's import for two lookups (the services' own
+settings are a pydantic-settings class, see ``shared_db.web.settings``).
+"""
+
+import os
 from functools import cache
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from shared_db.services import check_service
-
-
-class DatabaseSettings(BaseSettings):
-    """``DATABASE_URL``; with a prefix (``SCORING_ENGINE_``) the per-service override."""
-
-    model_config = SettingsConfigDict(extra="ignore")
-
-    database_url: str | None = None
 
 
 @cache
 def configured_url(service: str) -> str | None:
     """The URL the environment sets for ``service``: ``<SERVICE>_DATABASE_URL``, then
     ``DATABASE_URL``; ``None`` when neither is set (Postgres is then provisioned)."""
-    prefix = f"{check_service(service).upper()}_"
-    own = DatabaseSettings(_env_prefix=prefix).database_url  # type: ignore[call-arg]
-    return own or DatabaseSettings().database_url or None
+    own = os.environ.get(f"{check_service(service).upper()}_DATABASE_URL")
+    return own or os.environ.get("DATABASE_URL") or None
 
 
 def reset() -> None:
