@@ -15,6 +15,7 @@ import pytest
 from shared_db.postgres import local
 from shared_db.postgres.accounts import server_account
 from shared_db.postgres.local import LocalServer
+from shared_db.processes import alive
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_throwaway_server_is_removed_on_stop(server: LocalServer) -> None:
     assert _query(throwaway.url(), "SELECT 2") == 2
     throwaway.stop()
     assert not data_dir.exists()
-    assert not local._pid_alive(throwaway.info.pid)
+    assert not alive(throwaway.info.pid)
 
 
 def test_throwaway_server_dies_with_a_killed_parent(server: LocalServer) -> None:
@@ -119,9 +120,9 @@ def test_throwaway_server_dies_with_a_killed_parent(server: LocalServer) -> None
     assert child.returncode == -signal.SIGKILL, child.stderr
     pid = int(child.stdout.strip())
     deadline = time.monotonic() + 10
-    while local._pid_alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not local._pid_alive(pid), "the throwaway server outlived its parent"
+    assert not alive(pid), "the throwaway server outlived its parent"
     # Its data folder is swept by the next throwaway start.
     leftovers = list(server.scratch_dir.glob("test-*"))
     assert any(p.is_dir() for p in leftovers)

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 from shared_db import paths, provision, urls
 from shared_db.errors import SharedDbError
+from shared_db.processes import alive
 
 PORTS = {"api_gateway": 8000, "signal_ingestion": 8001, "scoring_engine": 8002,
          "marketplace_publisher": 8003}  # fmt: skip
@@ -46,11 +47,7 @@ def _pid(service: str) -> int | None:
         pid = int((run_dir() / f"{service}.pid").read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
+    return pid if alive(pid) else None
 
 
 def _port_free(port: int) -> bool:

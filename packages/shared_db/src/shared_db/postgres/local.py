@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL
 from shared_db.errors import PostgresError
 from shared_db.postgres.accounts import RunAs, server_account
 from shared_db.postgres.binaries import find_bin_dir
+from shared_db.processes import alive
 from shared_db.urls import DRIVER
 
 SUPERUSER = "postgres"
@@ -81,16 +82,6 @@ def _free_port(preferred: int | None = None) -> int:
             bound: int = sock.getsockname()[1]
             return bound
     raise PostgresError("no free TCP port on 127.0.0.1 for Postgres")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by the server account
-    return True
 
 
 def _postmaster_status(data_dir: Path) -> tuple[int, str] | None:
@@ -293,7 +284,7 @@ class LocalServer:
         if info is None:
             return None
         status = _postmaster_status(Path(info.data_dir))
-        if status and status[0] == info.pid and status[1] == "ready" and _pid_alive(info.pid):
+        if status and status[0] == info.pid and status[1] == "ready" and alive(info.pid):
             return info
         return None
 
@@ -354,7 +345,7 @@ class LocalServer:
         stale = [*self.runtime_dir.glob("test-*"), *self.scratch_dir.glob("test-*")]
         for path in stale:
             pid = path.name.split("-")[1]
-            if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
+            if pid.isdigit() and not alive(int(pid)) and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
                 (path.parent / f"{path.name}.log").unlink(missing_ok=True)
 
@@ -379,7 +370,7 @@ def _stop_pid(pid: int, timeout: float = 30.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
+    while alive(pid):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
         if time.monotonic() > deadline:
