@@ -87,3 +87,16 @@ def test_docker_is_used_only_when_the_daemon_answers(
     assert docker.engine_answers() is False
     monkeypatch.setenv("SIGNALMARKET_POSTGRES", "auto")
     assert provision.backend() == "local"
+
+
+def test_service_settings_carry_the_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scoring_engine.settings import ScoringEngineSettings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@db:5432/shared")
+    monkeypatch.setenv("SKIP_MIGRATIONS", "YES")
+    loaded = ScoringEngineSettings()
+    assert loaded.database_url == "postgresql://app:pw@db:5432/shared"
+    assert loaded.skip_migrations is True
+    assert loaded.resolved_database_url().database == "shared"
+    monkeypatch.setenv("SCORING_ENGINE_DATABASE_URL", "postgresql://se:pw@db2:5432/scores")
+    assert ScoringEngineSettings().resolved_database_url().host == "db2"

@@ -76,7 +76,7 @@ def create_service_app(
         settings = settings_factory()
         logging.getLogger("signalmarket").setLevel(settings.log_level.upper())
         try:
-            app.state.database_url = settings.database_url()
+            app.state.database_url = settings.resolved_database_url()
             if not getattr(app.state, "database_prepared", False):  # done by `python -m`
                 await run_in_threadpool(prepare_database, settings, app.state.database_url)
         except SharedDbError as exc:

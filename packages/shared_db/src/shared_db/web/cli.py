@@ -28,7 +28,7 @@ def run(service: str, settings: ServiceSettings, argv: list[str] | None = None) 
     # (a failing lifespan makes uvicorn log a traceback instead).
     app = import_module(f"{service}.app").app
     try:
-        prepare_database(settings, settings.database_url())
+        prepare_database(settings, settings.resolved_database_url())
     except SharedDbError as exc:
         logging.getLogger("signalmarket.startup").error("%s: startup failed: %s", service, exc)
         return 1
