@@ -114,9 +114,8 @@ class Repo:
         return sorted(p.name for p in (self.path / VERSIONS).glob("*.py"))
 
 
-@pytest.fixture
-def repo(tmp_path: Path, pg_server: URL) -> Repo:
-    """A git repository holding a copy of the project (tracked and untracked files)."""
+def copy_project(target: Path) -> None:
+    """Copy the project's tracked and untracked (not ignored) files to ``target``."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
@@ -124,13 +123,19 @@ def repo(tmp_path: Path, pg_server: URL) -> Repo:
         text=True,
         check=True,
     ).stdout.split("\0")
-    checkout = tmp_path / "checkout"
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
-            target = checkout / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, pg_server: URL) -> Repo:
+    """A git repository holding a copy of the project (tracked and untracked files)."""
+    checkout = tmp_path / "checkout"
+    copy_project(checkout)
     repository = Repo(checkout, pg_server.set(database="postgres"))
     repository.git("init", "-q", "-b", "main")
     repository.git("add", "-A")

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from shared_db import settings
 from shared_db.config import alembic_config
+from shared_db.history import History, sort_ids
 from shared_db.services import version_table
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL
@@ -101,3 +102,29 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("scores", "half_done")
 '''
+
+
+def alembic_shape(script: ScriptDirectory) -> dict[str, object]:
+    """The graph facts Alembic itself computes, to compare with ``reader_shape``."""
+    revisions = list(script.walk_revisions())
+    return {
+        "heads": sort_ids(script.get_heads()),
+        "bases": sort_ids(script.get_bases()),
+        "branch_points": sort_ids(r.revision for r in revisions if r.is_branch_point),
+        "merge_points": sort_ids(r.revision for r in revisions if r.is_merge_point),
+        "down": {r.revision: sorted(r._all_down_revisions) for r in revisions},
+        # Alembic propagates a label along its branch; compare the declared ones.
+        "labels": {r.revision: sorted(r._orig_branch_labels) for r in revisions},
+    }
+
+
+def reader_shape(history: History) -> dict[str, object]:
+    """The same facts from our file reader."""
+    return {
+        "heads": list(history.heads),
+        "bases": list(history.bases),
+        "branch_points": list(history.branch_points()),
+        "merge_points": list(history.merge_points()),
+        "down": {rev: sorted(r.down) for rev, r in history.revisions.items()},
+        "labels": {rev: sorted(r.branch_labels) for rev, r in history.revisions.items()},
+    }

@@ -17,7 +17,6 @@ The same cases, with the messages, are listed in docs/migrations.md ("Bad input"
 """
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, VERSIONS, Repo
+from conftest import ROOT, VERSIONS, Repo, copy_project
 from helpers import raw, sql
 from shared_db import commands
 from shared_db.services import SERVICES
@@ -98,19 +97,7 @@ def _without_database_urls(env: dict[str, str]) -> dict[str, str]:
 
 def _copy_project(target: Path, server: URL, kind: str) -> Project:
     """A copy of the project's tracked and untracked files, like conftest's ``repo``."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            destination = target / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination)
+    copy_project(target)
     for name, content in COPIES[kind].items():
         (target / VERSIONS / name).write_text(content)
     repo = Repo(target, server)

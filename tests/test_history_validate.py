@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
+from helpers import alembic_shape, reader_shape
 from shared_db.config import alembic_config
-from shared_db.history import History, read_directory, read_history, sort_ids
+from shared_db.history import read_directory, read_history, sort_ids
 from shared_db.services import SERVICES
 from shared_db.validate import Problem, Report, reports_as_json, validate_directory
 
@@ -388,36 +389,13 @@ def test_reports_as_json_round_trips(tmp_path: Path) -> None:
 # -- the fast reader agrees with Alembic -------------------------------------
 
 
-def _alembic_view(service: str) -> dict[str, object]:
-    script = ScriptDirectory.from_config(alembic_config(service))
-    revisions = list(script.walk_revisions())
-    return {
-        "heads": sort_ids(script.get_heads()),
-        "bases": sort_ids(script.get_bases()),
-        "branch_points": sort_ids(r.revision for r in revisions if r.is_branch_point),
-        "merge_points": sort_ids(r.revision for r in revisions if r.is_merge_point),
-        "down": {r.revision: sorted(r._all_down_revisions) for r in revisions},
-        # Alembic propagates a label to the branch; compare the declared ones.
-        "labels": {r.revision: sorted(r._orig_branch_labels) for r in revisions},
-    }
-
-
-def _reader_view(history: History) -> dict[str, object]:
-    return {
-        "heads": list(history.heads),
-        "bases": list(history.bases),
-        "branch_points": list(history.branch_points()),
-        "merge_points": list(history.merge_points()),
-        "down": {rev: sorted(r.down) for rev, r in history.revisions.items()},
-        "labels": {rev: sorted(r.branch_labels) for rev, r in history.revisions.items()},
-    }
-
-
 @pytest.mark.parametrize("service", SERVICES)
 def test_reader_agrees_with_alembic_on_real_histories(service: str) -> None:
     history = read_history(service)
     assert history.duplicates == {} and history.unreadable == []
-    assert _reader_view(history) == _alembic_view(service)
+    assert reader_shape(history) == alembic_shape(
+        ScriptDirectory.from_config(alembic_config(service))
+    )
     assert validate_directory(service, history.revisions[history.heads[0]].path.parent).ok
 
 
