@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from conftest import VERSIONS, Repo
+from dev_tasks.bench.measure import until_ready
 from fastapi.testclient import TestClient
 from helpers import BROKEN_REVISION as BROKEN
 from helpers import free_port, raw
@@ -136,28 +136,12 @@ def _start(port: int, env: dict[str, str], cwd: Path | None = None) -> subproces
     )
 
 
-def _wait_ready(ports: list[int], processes: list[subprocess.Popen[str]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(ports)
-    while pending and time.monotonic() < deadline:
-        for process in processes:
-            assert process.poll() is None, process.communicate()[0]
-        for port in list(pending):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                    pending.discard(port)
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.2)
-    assert not pending, f"not ready after {timeout} s: ports {sorted(pending)}"
-
-
 def test_eight_replicas_on_an_empty_database_migrate_exactly_once(empty_database: URL) -> None:
     env = {"DATABASE_URL": raw(empty_database)}
     ports = [free_port() for _ in range(8)]
     processes = [_start(port, env) for port in ports]
     try:
-        _wait_ready(ports, processes, timeout=120)
+        until_ready(list(zip(processes, ports, strict=True)), "/ready", timeout=120)
     finally:
         for process in processes:
             process.terminate()

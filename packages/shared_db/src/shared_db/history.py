@@ -217,6 +217,18 @@ class History:
             stack.extend(self.revisions[current].down)
         return seen
 
+    def descendants(self, revisions: Iterable[str]) -> set[str]:
+        """``revisions`` and every revision above them (following the children)."""
+        children = self.children()
+        seen: set[str] = set()
+        stack = list(revisions)
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(children.get(current, []))
+        return seen
+
     def reachable_from_bases(self) -> set[str]:
         """Revisions on some path up from a base (a cycle or a cut-off part is not)."""
         children = self.children()

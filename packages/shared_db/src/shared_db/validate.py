@@ -128,9 +128,7 @@ def check_history(service: str, history: History, directory: Path) -> list[Probl
     # Graph shape. Revisions cut off behind a dangling down_revision are explained by
     # that problem: a mistyped parent is not also "several heads".
     reachable = history.reachable_from_bases()
-    behind_dangling = set()
-    for rev, _missing in history.dangling():
-        behind_dangling |= _descendants(history, rev)
+    behind_dangling = history.descendants(rev for rev, _missing in history.dangling())
     heads = tuple(h for h in history.heads if h not in behind_dangling)
     cut_off = sort_ids(set(history.revisions) - reachable - behind_dangling)
     if cut_off:
@@ -159,18 +157,6 @@ def check_history(service: str, history: History, directory: Path) -> list[Probl
             f"run: invoke migrate.merge --service {service}",
         )
     return problems
-
-
-def _descendants(history: History, revision: str) -> set[str]:
-    children = history.children()
-    seen: set[str] = set()
-    stack = [revision]
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(children.get(current, []))
-    return seen
 
 
 def validate_directory(service: str, directory: Path) -> Report:
