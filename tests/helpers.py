@@ -1,21 +1,33 @@
-"""Small helpers shared by the service tests."""
+"""Helpers shared by the tests (imported by tests and conftest.py, never from conftest)."""
 
-import socket
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
-import pytest
 from alembic.script import ScriptDirectory
+from db_devtools.config import DevConfig
 from fastapi.testclient import TestClient
 from httpx import Response
-from shared_db import settings
-from shared_db.config import alembic_config
-from shared_db.history import History, sort_ids
+from shared_db.alembic_config import alembic_config
+from shared_db.config import DbConfig
+from shared_db.history import History, read_history, sort_ids
 from shared_db.services import version_table
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL
+
+ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS = Path("packages/shared_db/src/shared_db/migrations")
+VERSIONS = MIGRATIONS / "scoring_engine" / "versions"
+MODELS = Path("packages/shared_db/src/shared_db/models/scoring_engine.py")
 
 
 def raw(url: URL) -> str:
@@ -23,12 +35,14 @@ def raw(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound to find it, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def config_for(url: URL | None = None, **changes: Any) -> DbConfig:
+    """The runtime configuration of a test: every service on ``url``'s database."""
+    return DbConfig(database_url=raw(url) if url else None, caller="test", **changes)
+
+
+def head(service: str) -> tuple[str, ...]:
+    """The code's head of ``service``, as the history's files say (never hard-coded)."""
+    return read_history(DbConfig(), service).heads
 
 
 def sql(url: URL, query: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -39,6 +53,80 @@ def sql(url: URL, query: str, **params: Any) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in connection.execute(text(query), params)]
     finally:
         engine.dispose()
+
+
+def execute(url: URL, statement: str) -> None:
+    """One statement on ``url``'s database, committed."""
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+# -- the Invoke tasks, in-process --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
+    def one_line_error(self) -> str:
+        """The single stderr line of a failed task; no traceback anywhere."""
+        assert self.code != 0, self.output
+        assert "Traceback" not in self.output, self.output
+        lines = self.err.strip().splitlines()
+        assert len(lines) == 1, self.err
+        return lines[0]
+
+
+def invoke(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, clean: bool = False
+) -> TaskResult:
+    """Run ``invoke ARGS`` in this process, as a user would type it: the environment is
+    ``os.environ`` updated with ``env`` (``clean``: without any *DATABASE_URL), in ``cwd``."""
+    from dev_tasks import namespace
+    from invoke import Program
+
+    base = {k: v for k, v in os.environ.items() if not (clean and k.endswith("DATABASE_URL"))}
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with (
+        mock.patch.dict(os.environ, {**base, **(env or {})}, clear=True),
+        contextlib.chdir(cwd or ROOT),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            Program(namespace=namespace(), version="0").run(["invoke", *args], exit=True)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return TaskResult(code, out.getvalue(), err.getvalue())
+
+
+def invoke_process(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m invoke ARGS`` as a real process: for the exit-code contract."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+# -- services ------------------------------------------------------------------------------
 
 
 def assert_problem(response: Response, status: int) -> dict[str, Any]:
@@ -52,30 +140,113 @@ def assert_problem(response: Response, status: int) -> dict[str, Any]:
     return body
 
 
-@contextmanager
-def service_client(
-    service: str, database: URL, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TestClient]:
+@contextlib.contextmanager
+def service_client(service: str, database: URL, **env: str) -> Iterator[TestClient]:
     """A client of ``service``'s app on ``database``; entering it runs the startup migration."""
-    monkeypatch.setenv("DATABASE_URL", raw(database))
-    settings.reset()
     app = import_module(f"{service}.app").app
-    with TestClient(app) as client:
+    variables = {"DATABASE_URL": raw(database), **env}
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    with mock.patch.dict(os.environ, {**clean, **variables}, clear=True), TestClient(app) as client:
         yield client
 
 
 def assert_migrated_on_startup(client: TestClient, database: URL, service: str) -> None:
     """``/ready`` is 200 and the version table holds the code's head."""
-    heads = ScriptDirectory.from_config(alembic_config(service)).get_heads()
+    heads = head(service)
     ready = client.get("/ready")
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert body["status"] == "ready" and body["service"] == service
     assert sorted(body["database_revision"]) == sorted(body["head"]) == sorted(heads)
     assert sql(database, f"SELECT version_num FROM {version_table(service)}") == [
-        (head,) for head in heads
+        (h,) for h in heads
     ]
     assert client.get("/health").json() == {"status": "ok", "service": service}
+
+
+# -- a copy of the project in a git repository ---------------------------------------------
+
+
+def copy_project(target: Path) -> None:
+    """Copy the project's tracked and untracked (not ignored) files to ``target``."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+
+
+class Repo:
+    """A git checkout of the project. In-process tasks use its histories through the
+    environment (``SIGNALMARKET_ROOT``, ``SIGNALMARKET_MIGRATIONS_DIR``); subprocesses
+    run its code (``PYTHONPATH``)."""
+
+    def __init__(self, path: Path, database: URL, cache: Path) -> None:
+        self.path = path
+        self.git_env = {
+            "GIT_AUTHOR_NAME": "dev",
+            "GIT_AUTHOR_EMAIL": "dev@example.invalid",
+            "GIT_COMMITTER_NAME": "dev",
+            "GIT_COMMITTER_EMAIL": "dev@example.invalid",
+        }
+        self.env = {
+            **self.git_env,
+            "DATABASE_URL": raw(database),
+            "SIGNALMARKET_ROOT": str(path),
+            "SIGNALMARKET_MIGRATIONS_DIR": str(path / MIGRATIONS),
+            "XDG_CACHE_HOME": str(cache),
+        }
+        sources = [str(p) for p in sorted((path / "packages").glob("*/src"))]
+        self.process_env = {**self.env, "PYTHONPATH": os.pathsep.join(sources)}
+        self.process_env.pop("SIGNALMARKET_MIGRATIONS_DIR")
+
+    @property
+    def versions(self) -> Path:
+        return self.path / VERSIONS
+
+    def config(self, url: URL | None = None) -> DevConfig:
+        """The development configuration of this copy (its histories, its root)."""
+        return DevConfig.from_environ(
+            {**self.env, **({"DATABASE_URL": raw(url)} if url else {})}, caller="test"
+        )
+
+    def git(self, *args: str) -> str:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            env={**os.environ, **self.git_env},
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, f"git {args}: {result.stderr}"
+        return result.stdout
+
+    def invoke(self, *args: str, env: dict[str, str] | None = None) -> TaskResult:
+        """A task on this copy's histories, in this process."""
+        return invoke(*args, env={**self.env, **(env or {})}, cwd=self.path)
+
+    def invoke_process(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """A task run by this copy's own code, in a subprocess (e.g. after a model change)."""
+        return invoke_process(*args, env={**self.process_env, **(env or {})}, cwd=self.path)
+
+    def add_model_column(self, class_anchor: str, column: str) -> None:
+        models = self.path / MODELS
+        source = models.read_text()
+        assert class_anchor in source
+        models.write_text(source.replace(class_anchor, class_anchor + column, 1))
+
+    def revisions(self) -> list[str]:
+        return sorted(p.name for p in self.versions.glob("*.py"))
 
 
 # A revision that changes the schema, then fails: proves one transaction per revision.
@@ -112,10 +283,23 @@ def alembic_shape(script: ScriptDirectory) -> dict[str, object]:
         "bases": sort_ids(script.get_bases()),
         "branch_points": sort_ids(r.revision for r in revisions if r.is_branch_point),
         "merge_points": sort_ids(r.revision for r in revisions if r.is_merge_point),
-        "down": {r.revision: sorted(r._all_down_revisions) for r in revisions},
+        "down": {r.revision: sorted(_tuple(r.down_revision)) for r in revisions},
         # Alembic propagates a label along its branch; compare the declared ones.
-        "labels": {r.revision: sorted(r._orig_branch_labels) for r in revisions},
+        "labels": {r.revision: sorted(_declared_labels(r)) for r in revisions},
     }
+
+
+def _tuple(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)  # type: ignore[attr-defined]
+
+
+def _declared_labels(script: Any) -> tuple[str, ...]:
+    """The labels written in the file (Alembic's ``branch_labels`` adds inherited ones)."""
+    return _tuple(getattr(script.module, "branch_labels", None))
 
 
 def reader_shape(history: History) -> dict[str, object]:
@@ -128,3 +312,7 @@ def reader_shape(history: History) -> dict[str, object]:
         "down": {rev: sorted(r.down) for rev, r in history.revisions.items()},
         "labels": {rev: sorted(r.branch_labels) for rev, r in history.revisions.items()},
     }
+
+
+def alembic_script(config: DbConfig, service: str) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(config, service))

@@ -1,3 +1,1 @@
 """The api_gateway service."""
-
-SERVICE_NAME = "api_gateway"

@@ -5,4 +5,4 @@ from shared_db.web.cli import main
 from api_gateway.settings import ApiGatewaySettings
 
 if __name__ == "__main__":
-    main("api_gateway", ApiGatewaySettings())
+    main(ApiGatewaySettings)

@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field, field_validator
 from shared_db.models.api_gateway import ApiKey
 from shared_db.web.app import session
-from shared_db.web.problems import Problem
+from shared_db.web.problem_details import HttpProblem
 from sqlalchemy.orm import Session
 
 from api_gateway import keys
@@ -51,9 +51,9 @@ def require_admin(
     """403 while ``ADMIN_TOKEN`` is unset, 401 unless ``X-Admin-Token`` equals it."""
     expected = _settings(request).admin_token_value()
     if expected is None:
-        raise Problem(403, "admin API disabled: set ADMIN_TOKEN")
+        raise HttpProblem(403, "admin API disabled: set ADMIN_TOKEN")
     if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise Problem(401, "missing or wrong X-Admin-Token header", ADMIN_CHALLENGE)
+        raise HttpProblem(401, "missing or wrong X-Admin-Token header", ADMIN_CHALLENGE)
 
 
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -109,7 +109,7 @@ def revoke_key(key_id: int, db: Db) -> RevokedKey:
     """Revoke an API key: it is refused from now on (its row is kept)."""
     key = keys.revoke(db, key_id)
     if key is None or key.revoked_at is None:
-        raise Problem(404, f"no API key {key_id}")
+        raise HttpProblem(404, f"no API key {key_id}")
     log.info("revoked API key %s (%s)", key.id, key.name)
     return RevokedKey(**KeyOut.of(key).model_dump(), revoked_at=key.revoked_at)
 
@@ -120,7 +120,7 @@ def revoke_key(key_id: int, db: Db) -> RevokedKey:
 def upstream(service: str) -> str:
     """``service`` from the path; 404 unless the gateway forwards to it."""
     if service not in UPSTREAMS:
-        raise Problem(
+        raise HttpProblem(
             404,
             f"no service {service!r}; valid: {', '.join(UPSTREAMS)}",
             services=list(UPSTREAMS),
@@ -144,13 +144,13 @@ def authorize(
 ) -> None:
     """401 without a valid, unrevoked ``X-API-Key``; 403 if it lacks the needed scope."""
     if not api_key:
-        raise Problem(401, "missing X-API-Key header", KEY_CHALLENGE)
+        raise HttpProblem(401, "missing X-API-Key header", KEY_CHALLENGE)
     key = keys.authenticate(db, api_key)
     if key is None:
-        raise Problem(401, "unknown or revoked API key", KEY_CHALLENGE)
+        raise HttpProblem(401, "unknown or revoked API key", KEY_CHALLENGE)
     needed = required_scope(service, request.method)
     if needed not in {scope.scope for scope in key.scopes}:
-        raise Problem(403, f"the API key lacks scope {needed}", required_scope=needed)
+        raise HttpProblem(403, f"the API key lacks scope {needed}", required_scope=needed)
 
 
 async def forward(request: Request, service: Upstream, path: str) -> Response:
@@ -167,14 +167,14 @@ async def forward(request: Request, service: Upstream, path: str) -> Response:
         )
     except httpx.TimeoutException as exc:
         log.warning("%s %s/%s: %s timed out: %r", request.method, service, path, service, exc)
-        raise Problem(
+        raise HttpProblem(
             504,
             f"{service} did not answer within {settings.upstream_timeout:g} s",
             service=service,
         ) from None
     except httpx.RequestError as exc:
         log.warning("%s %s/%s: %s unreachable: %r", request.method, service, path, service, exc)
-        raise Problem(
+        raise HttpProblem(
             502, f"{service} is unreachable ({type(exc).__name__})", service=service
         ) from None
     content_type = answer.headers.get("content-type")

@@ -20,4 +20,4 @@ async def http_client(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-app = create_service_app("api_gateway", ApiGatewaySettings, [router], resources=http_client)
+app = create_service_app(ApiGatewaySettings, [router], resources=http_client)

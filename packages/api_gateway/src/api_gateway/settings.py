@@ -5,19 +5,23 @@ Besides the shared ones: ``SIGNAL_INGESTION_URL``, ``SCORING_ENGINE_URL``,
 the ``/admin`` API) and ``UPSTREAM_TIMEOUT`` (seconds).
 """
 
-from pydantic import SecretStr
-from shared_db.web.settings import ServiceSettings
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
+from shared_db.services import PORTS
+from shared_db.web.settings import ServiceSettings, database_url_field
 
 UPSTREAMS = ("signal_ingestion", "scoring_engine", "marketplace_publisher")
 """The services the gateway forwards to: ``/<service>/<path>``."""
 
 
 class ApiGatewaySettings(ServiceSettings):
-    service: str = "api_gateway"
-    port: int = 8000
-    signal_ingestion_url: str = "http://127.0.0.1:8001"
-    scoring_engine_url: str = "http://127.0.0.1:8002"
-    marketplace_publisher_url: str = "http://127.0.0.1:8003"
+    service: ClassVar[str] = "api_gateway"
+    database_url: SecretStr = database_url_field("api_gateway")
+    port: int = Field(default=PORTS["api_gateway"], ge=1, le=65535)
+    signal_ingestion_url: str = f"http://127.0.0.1:{PORTS['signal_ingestion']}"
+    scoring_engine_url: str = f"http://127.0.0.1:{PORTS['scoring_engine']}"
+    marketplace_publisher_url: str = f"http://127.0.0.1:{PORTS['marketplace_publisher']}"
     admin_token: SecretStr | None = None
     upstream_timeout: float = 10.0
 

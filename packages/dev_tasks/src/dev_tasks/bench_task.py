@@ -20,18 +20,19 @@ def bench(
     c: Context, runs: int = 5, sizes: str = "500,5000,20000", skip_tests: bool = False
 ) -> None:
     """Measure ours against raw Alembic/psql, side by side, and write docs/benchmarks.md."""
-    from shared_db.paths import project_root
-    from shared_db.provision import test_server
+    from db_devtools.provisioning.resolve import test_server
 
     from dev_tasks.bench import figures, report
+    from dev_tasks.environment import dev_config
 
     counts = [int(size) for size in sizes.split(",") if size.strip()]
     results = []
-    with figures.workdir() as scratch, test_server() as server:
+    config = dev_config()
+    with figures.workdir() as scratch, test_server(config) as server:
         from pathlib import Path
 
         work = Path(scratch)
-        results.append(figures.real_histories(runs))
+        results.append(figures.real_histories(config, runs))
         print(_line(results[-1]))
         scaling = []
         for count in counts:
@@ -43,7 +44,7 @@ def bench(
         if headline:
             results.append(headline)
         for figure in (
-            figures.upgrade_synthetic(server, runs, work),
+            figures.upgrade_synthetic(config, server, runs, work),
             figures.startup_at_head(server, runs),
             figures.concurrent_starts(server),
         ):
@@ -52,7 +53,7 @@ def bench(
     if not skip_tests:
         results.append(figures.test_suite())
         print(_line(results[-1]))
-    target = report.write(results, scaling, project_root() / "docs")
+    target = report.write(results, scaling, config.project_root / "docs")
     print(f"wrote {target}")
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
-from shared_db.paths import project_root
+
+from dev_tasks.environment import dev_config
 
 SOURCES = "packages/*/src"
 COMPOSE = Path("docker/compose.yaml")
@@ -38,15 +39,15 @@ def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
     """Run the whole test suite; it provisions its own Postgres (one per worker)."""
     selection = f" -k {shlex.quote(k)}" if k else ""
     count = (os.cpu_count() or 1) if workers < 0 else workers
-    parallel = f" -n {count} --dist loadgroup" if count > 1 else ""
-    with c.cd(str(project_root())):
+    parallel = f" -n {count}" if count > 1 else ""
+    with c.cd(str(dev_config().project_root)):
         c.run(f"{sys.executable} -m pytest{parallel}{selection} {args}", pty=False)
 
 
 @task
 def lint(c: Context) -> None:
     """ruff, mypy --strict, the lock's freshness, then compose/Dockerfile/shell/flake checks."""
-    root = project_root()
+    root = dev_config().project_root
     with c.cd(str(root)):
         c.run(f"{sys.executable} -m ruff check .")
         c.run(f"{sys.executable} -m ruff format --check .")

@@ -5,34 +5,25 @@ Every task needs a Docker engine that answers and the compose plugin; without th
 exits 1 with one line saying what to do instead.
 """
 
-import os
 import shlex
 import shutil
 import subprocess
 
+from db_devtools.provisioning import docker
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
-from shared_db.paths import project_root
-from shared_db.postgres import docker
-from shared_db.services import check_service
+from shared_db.services import PORTS, check_service
 
+from dev_tasks.environment import dev_config
 from dev_tasks.errors import reported
-
-# Where docker/compose.yaml publishes each service on the host (127.0.0.1).
-PORTS: dict[str, int] = {
-    "api_gateway": 8000,
-    "signal_ingestion": 8001,
-    "scoring_engine": 8002,
-    "marketplace_publisher": 8003,
-}
 
 
 def require_docker() -> None:
     """Raise ``Exit`` (one line) unless an engine answers and ``docker compose`` exists."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not docker.engine_answers():
+    host = dev_config().docker_host
+    if not docker.engine_answers(host):
         raise Exit(
             f"error: no Docker engine answers on {host}: start Docker (or point DOCKER_HOST "
             "at one), or run without containers: invoke up",
@@ -48,7 +39,7 @@ def require_docker() -> None:
 
 def compose_command(*args: str) -> str:
     """``docker compose -f docker/compose.yaml ARGS`` as one shell command line."""
-    compose = docker.compose_file(project_root())
+    compose = docker.compose_file(dev_config().project_root)
     return shlex.join(["docker", "compose", "-f", str(compose), *args])
 
 

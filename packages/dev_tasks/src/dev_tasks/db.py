@@ -1,6 +1,5 @@
 """``invoke db.*``: the project's Postgres (Docker when an engine answers, else local)."""
 
-import os
 import time
 
 from invoke.collection import Collection
@@ -8,42 +7,44 @@ from invoke.context import Context
 from invoke.tasks import task
 from shared_db.services import SERVICES, check_service
 
+from dev_tasks.environment import dev_config
 from dev_tasks.errors import reported
 
 
 @task
 def up(c: Context) -> None:
     """Start the project's Postgres (or reuse the running one) and print its URL."""
-    from shared_db import paths, provision, urls
-    from shared_db.postgres import docker
+    from db_devtools.provisioning import docker, resolve
+    from shared_db.urls import mask
 
     with reported():
-        configured = os.environ.get("DATABASE_URL")
-        if configured:
-            print(f"DATABASE_URL is set: using {urls.mask(configured)}, no server started")
+        config = dev_config()
+        if config.database_url:
+            print(f"DATABASE_URL is set: using {mask(config.database_url)}, no server started")
             return
         start = time.perf_counter()
-        if provision.backend() == "docker":
-            url = docker.compose_up(paths.project_root())
+        if resolve.backend(config) == "docker":
+            url = docker.compose_up(config)
             how = "docker compose"
         else:
-            info, how = provision.local_server().up()
-            url = info.url(provision.local_server().password())
+            server = resolve.local_server(config)
+            info, how = server.up()
+            url = info.url(server.password())
         elapsed = time.perf_counter() - start
-        print(f"postgres up ({how}, {elapsed:.2f} s): {urls.mask(url)}")
+        print(f"postgres up ({how}, {elapsed:.2f} s): {mask(url)}")
 
 
 @task
 def down(c: Context) -> None:
     """Stop the project's long-lived Postgres."""
-    from shared_db import paths, provision
-    from shared_db.postgres import docker
+    from db_devtools.provisioning import docker, resolve
 
     with reported():
-        if provision.backend() == "docker":
-            docker.compose_down(paths.project_root())
+        config = dev_config()
+        if resolve.backend(config) == "docker":
+            docker.compose_down(config)
             print("postgres stopped (docker compose)")
-        elif provision.local_server().down():
+        elif resolve.local_server(config).down():
             print("postgres stopped")
         else:
             print("postgres was not running")
@@ -52,39 +53,41 @@ def down(c: Context) -> None:
 @task(help={"service": "print that service's database URL", "show-password": "do not mask"})
 def url(c: Context, service: str = "", show_password: bool = False) -> None:
     """Print the database URL (of the server, or of one service's database)."""
-    from shared_db import provision, urls
+    from db_devtools.provisioning import resolve
+    from shared_db.urls import render
 
     with reported():
+        config = dev_config()
         if service:
-            target = provision.database_url(check_service(service))
+            target = resolve.database_url(config, check_service(service))
         else:
-            target = provision.server_url()
-        print(urls.render(target, show_password=show_password))
+            target = resolve.server_url(config)
+        print(render(target, show_password=show_password))
 
 
 @task
 def status(c: Context) -> None:
     """Say where Postgres comes from and whether it runs."""
-    from shared_db import provision, settings, urls
-    from shared_db.postgres import docker
+    from db_devtools.provisioning import docker, resolve
+    from shared_db.urls import mask
 
     with reported():
+        config = dev_config()
         for service in SERVICES:
-            configured = settings.configured_url(service)
+            configured = config.url_for(service)
             if configured:
-                print(f"{service}: configured by environment: {urls.mask(configured)}")
-        backend = provision.backend()
-        if backend == "docker":
-            print(f"backend: docker compose ({urls.mask(docker.compose_url())})")
+                print(f"{service}: configured by environment: {mask(configured)}")
+        if resolve.backend(config) == "docker":
+            print(f"backend: docker compose ({mask(docker.compose_url(config))})")
             return
-        server = provision.local_server()
+        server = resolve.local_server(config)
         info = server.running()
         if info is None:
             print(f"backend: local server in {server.state_dir}: not running (invoke db.up)")
         else:
             print(
                 f"backend: local server, pid {info.pid}, port {info.port}, data {info.data_dir}: "
-                f"{urls.mask(info.url(server.password()))}"
+                f"{mask(info.url(server.password()))}"
             )
 
 

@@ -1,11 +1,13 @@
 """``invoke up`` / ``invoke down``: the whole system on this machine."""
 
+import os
 from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
 
 from dev_tasks import db
+from dev_tasks.environment import dev_config
 from dev_tasks.errors import reported
 
 if TYPE_CHECKING:
@@ -19,11 +21,12 @@ def up(c: Context, base_port: int = 0) -> None:
 
     db.up(c)
     with reported():
-        running = stack.start(base_port or None)
+        config = dev_config()
+        running = stack.start(config, dict(os.environ), base_port or None)
     for service in running:
         print(f"{service.service:<22} {running_line(service)}")
     print(
-        f"logs: {stack.run_dir()}/<service>.log; gateway admin token: {stack.run_dir()}/admin_token"
+        f"logs: {config.run_dir}/<service>.log; gateway admin token: {config.run_dir}/admin_token"
     )
     print("stop with: invoke down (Postgres stays up: invoke db.down)")
 
@@ -38,5 +41,5 @@ def down(c: Context) -> None:
     from dev_tasks import stack  # starts processes, talks HTTP: loaded on use
 
     with reported():
-        stopped = stack.stop()
+        stopped = stack.stop(dev_config())
     print(f"stopped: {', '.join(stopped)}" if stopped else "no service was running")

@@ -1,3 +1,1 @@
 """The marketplace_publisher service."""
-
-SERVICE_NAME = "marketplace_publisher"

@@ -5,4 +5,4 @@ from shared_db.web.cli import main
 from marketplace_publisher.settings import MarketplacePublisherSettings
 
 if __name__ == "__main__":
-    main("marketplace_publisher", MarketplacePublisherSettings())
+    main(MarketplacePublisherSettings)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shared_db.models.marketplace_publisher import Listing, Publication
 from shared_db.web.app import session
-from shared_db.web.problems import Problem
+from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -54,7 +54,7 @@ class PublicationOut(BaseModel):
 def _listing(db: Session, listing_id: int) -> Listing:
     listing = db.get(Listing, listing_id)
     if listing is None:
-        raise Problem(404, f"no listing {listing_id}")
+        raise HttpProblem(404, f"no listing {listing_id}")
     return listing
 
 
@@ -77,7 +77,7 @@ def create_listing(body: ListingIn, db: Db) -> Listing:
         .returning(Listing)
     ).one_or_none()
     if listing is None:
-        raise Problem(409, f"a listing with sku {body.sku!r} exists")
+        raise HttpProblem(409, f"a listing with sku {body.sku!r} exists")
     db.commit()
     return listing
 
@@ -140,6 +140,6 @@ def withdraw(listing_id: ListingId, channel: str, db: Db) -> Publication:
         .returning(Publication.id)
     ).one_or_none()
     if withdrawn is None:
-        raise Problem(404, f"listing {listing_id} has no publication on {channel!r}")
+        raise HttpProblem(404, f"listing {listing_id} has no publication on {channel!r}")
     db.commit()
     return _publication(db, listing_id, channel)

@@ -1,3 +1,1 @@
 """The scoring_engine service."""
-
-SERVICE_NAME = "scoring_engine"

@@ -5,4 +5,4 @@ from shared_db.web.cli import main
 from scoring_engine.settings import ScoringEngineSettings
 
 if __name__ == "__main__":
-    main("scoring_engine", ScoringEngineSettings())
+    main(ScoringEngineSettings)

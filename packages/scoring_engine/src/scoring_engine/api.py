@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from shared_db.models.scoring_engine import Mockup, Score
 from shared_db.web.app import session
-from shared_db.web.problems import Problem
+from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -53,7 +53,7 @@ class MockupOut(BaseModel):
 def _score(db: Session, score_id: uuid.UUID) -> Score:
     score = db.get(Score, score_id)
     if score is None:
-        raise Problem(404, f"no score {score_id}")
+        raise HttpProblem(404, f"no score {score_id}")
     return score
 
 

@@ -5,4 +5,4 @@ from shared_db.web.app import create_service_app
 from scoring_engine.api import router
 from scoring_engine.settings import ScoringEngineSettings
 
-app = create_service_app("scoring_engine", ScoringEngineSettings, [router])
+app = create_service_app(ScoringEngineSettings, [router])

@@ -1,53 +1,108 @@
-"""The one factory of Alembic configurations: every front end goes through it."""
+"""The one configuration object, read from the environment once, by a front end.
 
-from argparse import Namespace
-from importlib.util import find_spec
+Every library function that needs a setting takes a ``DbConfig`` as its first
+argument, as ``alembic.command.upgrade`` takes its ``Config``; no library module
+reads the environment. Front ends (the Invoke tasks, a service's startup, Alembic's
+own command line through ``env.py``, the tests) build it with ``from_environ``.
+"""
 
-from alembic.config import Config
-from sqlalchemy.engine import URL, Connection
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
 
-from shared_db.paths import script_location, versions_dir
+from shared_db.errors import ConfigurationError
+from shared_db.services import SERVICES, check_service, env_prefix
 
-__all__ = ["alembic_config", "script_location", "versions_dir"]
-
-POST_WRITE_HOOKS = {
-    "hooks": "ruff_fix, ruff_format",
-    "ruff_fix.type": "module",
-    "ruff_fix.module": "ruff",
-    "ruff_fix.options": "check --fix --quiet REVISION_SCRIPT_FILENAME",
-    "ruff_format.type": "module",
-    "ruff_format.module": "ruff",
-    "ruff_format.options": "format --quiet REVISION_SCRIPT_FILENAME",
-}
+PACKAGED_MIGRATIONS = Path(__file__).parent / "migrations"
+CALLERS = ("cli", "startup", "test", "alembic", "job")
 
 
-def alembic_config(
-    service: str,
-    *,
-    url: str | URL | None = None,
-    connection: Connection | None = None,
-) -> Config:
-    """An Alembic ``Config`` for ``service``, equal to ``alembic_<service>.ini``.
+@dataclass(frozen=True)
+class DbConfig:
+    """Where the databases and the histories are, and how long to wait for them."""
 
-    Built in code so that an installed package (no source checkout, no ini file)
-    finds its migrations. ``connection`` is handed to env.py as is; ``url`` is
-    used instead of the environment's or the provisioned one.
-    """
-    location = script_location(service)
-    # Quiet: Alembic's own progress lines would be printed from library code.
-    config = Config(cmd_opts=Namespace(quiet=True))
-    config.set_main_option("script_location", str(location))
-    config.set_main_option("version_locations", str(location / "versions"))
-    config.set_main_option("path_separator", "os")
-    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
-    config.set_main_option("truncate_slug_length", "40")
-    if find_spec("ruff") is not None:
-        # Generated revisions come out lint-clean and formatted, like hand-written code.
-        for key, value in POST_WRITE_HOOKS.items():
-            config.set_section_option("post_write_hooks", key, value)
-    if url is not None:
-        rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
+    # A URL per service (``<SERVICE>_DATABASE_URL``), else ``database_url`` (``DATABASE_URL``).
+    database_urls: Mapping[str, str] = field(default_factory=dict)
+    database_url: str | None = None
+    migrations_dir: Path = PACKAGED_MIGRATIONS
+    # Which path runs migrations: part of every migration connection's application_name.
+    caller: str = "cli"
+    # Seconds to wait for another process's migration lock, and for the database to answer.
+    lock_wait_s: float = 60.0
+    database_wait_s: float = 30.0
+    connect_timeout_s: float = 10.0
+
+    def url_for(self, service: str) -> str | None:
+        """The configured URL of ``service``'s database, ``None`` when there is none."""
+        return self.database_urls.get(check_service(service)) or self.database_url or None
+
+    def require_url(self, service: str) -> str:
+        """The configured URL of ``service``'s database; raises when none is configured."""
+        url = self.url_for(service)
+        if url is None:
+            prefix = env_prefix(service)
+            raise ConfigurationError(
+                f"no database URL: set {prefix}_DATABASE_URL or DATABASE_URL",
+                kind="no_database_url",
+                service=service,
+            )
+        return url
+
+    def with_urls(self, urls: Mapping[str, str]) -> Self:
+        """A copy with these per-service URLs added (e.g. provisioned ones)."""
+        return dataclasses.replace(self, database_urls={**self.database_urls, **urls})
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+    def script_location(self, service: str) -> Path:
+        return self.migrations_dir / check_service(service)
+
+    def versions_dir(self, service: str) -> Path:
+        return self.script_location(service) / "versions"
+
+    def application_name(self, service: str) -> str:
+        """``migrate:<service>:<caller>@<host>:<pid>``, at most Postgres's 63 bytes."""
+        name = f"migrate:{service}:{self.caller}@{socket.gethostname()}:{os.getpid()}"
+        return name.encode()[:63].decode(errors="ignore")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
+        """Read the settings this object holds from ``environ`` (a front end passes
+        ``os.environ``); ``overrides`` win over the environment."""
+        values: dict[str, Any] = {
+            "database_urls": {
+                s: environ[f"{env_prefix(s)}_DATABASE_URL"]
+                for s in SERVICES
+                if environ.get(f"{env_prefix(s)}_DATABASE_URL")
+            },
+            "database_url": environ.get("DATABASE_URL") or None,
+        }
+        if environ.get("SIGNALMARKET_MIGRATIONS_DIR"):
+            values["migrations_dir"] = Path(environ["SIGNALMARKET_MIGRATIONS_DIR"])
+        for key, variable in (
+            ("lock_wait_s", "MIGRATION_LOCK_TIMEOUT"),
+            ("database_wait_s", "DATABASE_WAIT_TIMEOUT"),
+        ):
+            if environ.get(variable):
+                values[key] = seconds(variable, environ[variable])
+        values.update(overrides)
+        return cls(**values)
+
+
+def seconds(variable: str, value: str) -> float:
+    """A non-negative number of seconds from a setting; raises naming the setting."""
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = -1.0
+    if not parsed >= 0 or parsed == float("inf"):
+        raise ConfigurationError(
+            f"{variable}={value!r} is not a number of seconds; set it to e.g. 30",
+            kind="invalid_setting",
+        )
+    return parsed

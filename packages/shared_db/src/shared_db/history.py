@@ -8,15 +8,13 @@ validator and ``migrate.heads`` are built on it.
 """
 
 import ast
-import hashlib
 import os
-import pickle
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared_db.paths import versions_dir
+from shared_db.config import DbConfig
 
 ID_PATTERN = re.compile(r"^(\d{4,})([a-z]*)$")
 _FIELDS = ("revision", "down_revision", "branch_labels", "depends_on")
@@ -95,8 +93,11 @@ def _fast_parse(source: str, path: Path) -> Revision | None:
     return _revision(revision, values, path, docstring.group(2).strip())
 
 
-def parse_revision_file(path: Path) -> Revision:
-    """One revision file; raises ``ValueError`` saying why it is not a revision."""
+def parse_revision_file(path: Path, *, check_syntax: bool = False) -> Revision:
+    """One revision file; raises ``ValueError`` saying why it is not a revision.
+
+    The header is read without compiling the file; ``check_syntax`` also compiles it
+    (as Alembic's import would), so a syntax error anywhere in it is found."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -104,9 +105,15 @@ def parse_revision_file(path: Path) -> Revision:
     if not source.strip():
         raise ValueError("the file is empty")
     fast = _fast_parse(source, path)
-    if fast is not None:
-        return fast
-    return _ast_parse(source, path)
+    if fast is None:
+        return _ast_parse(source, path)
+    if check_syntax:
+        try:
+            compile(source, str(path), "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as exc:
+            line = getattr(exc, "lineno", None)
+            raise ValueError(f"syntax error on line {line}: {getattr(exc, 'msg', exc)}") from exc
+    return fast
 
 
 def _ast_parse(source: str, path: Path) -> Revision:
@@ -161,10 +168,18 @@ class History:
     def from_revisions(cls, revisions: Iterable[Revision]) -> "History":
         history = cls()
         for revision in revisions:
-            history._add(revision)
+            history.add(revision)
         return history
 
-    def _add(self, revision: Revision) -> None:
+    def add_file(self, path: Path, *, check_syntax: bool = False) -> None:
+        """Read one file: a revision, or an unreadable file with the reason."""
+        try:
+            self.add(parse_revision_file(path, check_syntax=check_syntax))
+        except ValueError as exc:
+            self.unreadable.append(Unreadable(path, str(exc)))
+
+    def add(self, revision: Revision) -> None:
+        """Add a parsed revision; a second file with the same ID is a duplicate."""
         existing = self.revisions.get(revision.id)
         if existing is None:
             self.revisions[revision.id] = revision
@@ -286,85 +301,29 @@ def revision_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.py") if p.name != "__init__.py")
 
 
-# -- the cache: parsed files keyed by their stat, so an unchanged history is not re-read --
-
-Stamp = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
-# What a file says, in plain tuples (cheap to pickle): a revision's fields, or why not.
-Fields = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str] | str
-CACHE_VERSION = 2
-
-
-def _cache_file(directory: Path) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:24]
-    return base / "signalmarket" / "history" / f"{key}.pickle"
+def revision_file_names(directory: Path) -> list[str]:
+    """The names of the files Alembic would load as revisions, sorted."""
+    with os.scandir(directory) as scan:
+        return sorted(
+            entry.name
+            for entry in scan
+            if entry.name.endswith(".py") and entry.name != "__init__.py" and entry.is_file()
+        )
 
 
-def _load_cache(path: Path) -> dict[str, tuple[Stamp, Fields]]:
-    try:
-        with path.open("rb") as handle:
-            version, entries = pickle.load(handle)
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
-        return {}
-    return entries if version == CACHE_VERSION and isinstance(entries, dict) else {}
-
-
-def _save_cache(path: Path, entries: dict[str, tuple[Stamp, Fields]]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_suffix(f".{os.getpid()}.tmp")
-        with scratch.open("wb") as handle:
-            pickle.dump((CACHE_VERSION, entries), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        scratch.replace(path)  # atomic: readers see the old or the new cache, never half
-    except OSError:
-        pass  # a read-only home only costs speed
-
-
-def _fields(path: Path) -> Fields:
-    try:
-        r = parse_revision_file(path)
-    except ValueError as exc:
-        return str(exc)
-    return (r.id, r.down, r.branch_labels, r.depends_on, r.message)
-
-
-def read_directory(directory: Path, *, use_cache: bool = True) -> History:
-    """The history in ``directory``. Files whose inode, size, mtime and ctime are
-    unchanged since the last read come from a cache (``~/.cache/signalmarket``);
-    any change to a file, or a new or removed file, is read again."""
-    stamps: list[tuple[str, Stamp]] = []
-    try:
-        with os.scandir(directory) as scan:
-            for entry in scan:
-                if entry.name.endswith(".py") and entry.name != "__init__.py" and entry.is_file():
-                    st = entry.stat()
-                    stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                    stamps.append((entry.name, stamp))
-    except FileNotFoundError:
-        return History()
-    stamps.sort()
-    cache_path = _cache_file(directory)
-    cached = _load_cache(cache_path) if use_cache else {}
-    fresh: dict[str, tuple[Stamp, Fields]] = {}
-    changed = len(cached) != len(stamps)
-    for name, stamp in stamps:
-        hit = cached.get(name)
-        if hit is None or hit[0] != stamp:
-            hit, changed = (stamp, _fields(directory / name)), True
-        fresh[name] = hit
-    if use_cache and changed:
-        _save_cache(cache_path, fresh)
+def read_directory(directory: Path, *, check_syntax: bool = False) -> History:
+    """The history in ``directory`` (a missing folder is an empty history); with
+    ``check_syntax`` every file is compiled too."""
     history = History()
-    for name, (_stamp, fields) in fresh.items():
-        if isinstance(fields, str):
-            history.unreadable.append(Unreadable(directory / name, fields))
-        else:
-            history._add(
-                Revision(fields[0], fields[1], fields[2], fields[3], directory / name, fields[4])
-            )
+    try:
+        names = revision_file_names(directory)
+    except FileNotFoundError:
+        return history
+    for name in names:
+        history.add_file(directory / name, check_syntax=check_syntax)
     return history
 
 
-def read_history(service: str) -> History:
-    """The history of ``service`` as its files in the package describe it."""
-    return read_directory(versions_dir(service))
+def read_history(config: DbConfig, service: str, *, check_syntax: bool = False) -> History:
+    """The history of ``service`` as its files describe it."""
+    return read_directory(config.versions_dir(service), check_syntax=check_syntax)

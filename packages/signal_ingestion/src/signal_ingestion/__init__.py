@@ -1,3 +1,1 @@
 """The signal_ingestion service."""
-
-SERVICE_NAME = "signal_ingestion"

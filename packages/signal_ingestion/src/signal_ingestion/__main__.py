@@ -5,4 +5,4 @@ from shared_db.web.cli import main
 from signal_ingestion.settings import SignalIngestionSettings
 
 if __name__ == "__main__":
-    main("signal_ingestion", SignalIngestionSettings())
+    main(SignalIngestionSettings)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AliasPath, BaseModel, ConfigDict, Field
 from shared_db.models.signal_ingestion import Signal, SignalSource
 from shared_db.web.app import session
-from shared_db.web.problems import Problem
+from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, contains_eager, joinedload
@@ -65,7 +65,7 @@ def _source_id(db: Session, name: str) -> int:
 def _signal(db: Session, signal_id: uuid.UUID) -> Signal:
     signal = db.get(Signal, signal_id, options=[joinedload(Signal.source)])
     if signal is None:
-        raise Problem(404, f"no signal {signal_id}")
+        raise HttpProblem(404, f"no signal {signal_id}")
     return signal
 
 

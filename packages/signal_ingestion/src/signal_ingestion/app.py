@@ -5,4 +5,4 @@ from shared_db.web.app import create_service_app
 from signal_ingestion.api import router
 from signal_ingestion.settings import SignalIngestionSettings
 
-app = create_service_app("signal_ingestion", SignalIngestionSettings, [router])
+app = create_service_app(SignalIngestionSettings, [router])

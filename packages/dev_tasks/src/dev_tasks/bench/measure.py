@@ -7,8 +7,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-import httpx
-
 INVOKE = [sys.executable, "-m", "invoke"]
 
 
@@ -34,27 +32,3 @@ def median(
             prepare()
         samples.append(measure())
     return statistics.median(samples)
-
-
-def until_ready(
-    processes: list[tuple[subprocess.Popen[str], int]], path: str, timeout: float
-) -> float:
-    """Seconds until every ``(process, port)`` answers 200 on ``path`` (from now)."""
-    start = time.perf_counter()
-    pending = {port for _process, port in processes}
-    while pending:
-        if time.perf_counter() - start > timeout:
-            raise RuntimeError(f"not ready after {timeout} s: ports {sorted(pending)}")
-        for process, port in processes:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"service on port {port} exited: {process.communicate()[0][-500:]}"
-                )
-            if port in pending:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
-                        pending.discard(port)
-                except httpx.HTTPError:
-                    pass
-        time.sleep(0.005)
-    return time.perf_counter() - start

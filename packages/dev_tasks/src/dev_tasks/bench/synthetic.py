@@ -3,7 +3,7 @@
 import shutil
 from pathlib import Path
 
-from shared_db.paths import PACKAGED_MIGRATIONS
+from shared_db.config import PACKAGED_MIGRATIONS
 
 INI = """[alembic]
 script_location = %(here)s/{service}

@@ -1,23 +1,34 @@
 """The body of every service's ``env.py``: Alembic calls it, it never runs on import.
 
-Online mode uses, in this order: a connection (or engine) handed over in
-``config.attributes["connection"]`` (the library, the services' startup,
-pytest-alembic), the ini's ``sqlalchemy.url`` when a caller set one, else the URL the
-environment or the provisioned Postgres gives for the service.
+Online mode runs on, in this order: a connection (or engine) handed over in
+``config.attributes["connection"]`` (the runner, pytest-alembic), else the database
+URL of the ``DbConfig`` in ``config.attributes["db_config"]`` (the library's own
+configurations), else, for Alembic's own command line
+(``alembic -c packages/shared_db/alembic_<service>.ini ...``), the URL the environment
+gives (``<SERVICE>_DATABASE_URL``, ``DATABASE_URL``) or a development database
+provider registered under the ``signalmarket.database_provider`` entry point.
 Offline mode (``--sql``) needs only the dialect, never a server.
 """
 
+import os
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
 from alembic import context
 from alembic.runtime.migration import MigrationContext, MigrationInfo
-from sqlalchemy import create_engine, pool, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from shared_db import checksums
+from shared_db import records
+from shared_db.config import DbConfig
+from shared_db.connections import engine
+from shared_db.errors import ConfigurationError
 from shared_db.models import metadata_for
 from shared_db.services import version_table
+
+PROVIDER_GROUP = "signalmarket.database_provider"
 
 NameType = Literal[
     "schema", "table", "column", "index", "unique_constraint", "foreign_key_constraint"
@@ -63,10 +74,10 @@ SESSION_SETTINGS = (
 )
 
 
-def _record_checksum(service: str) -> Any:
+def record_checksums(service: str, script: ScriptDirectory) -> Any:
     """An ``on_version_apply`` hook: runs inside each revision's own transaction."""
-    create = text(checksums.create_table_sql(service))
-    record, forget = text(checksums.record_sql(service)), text(checksums.forget_sql(service))
+    create = text(records.create_table_sql(service))
+    record, forget = text(records.record_sql(service)), text(records.forget_sql(service))
     table_ready = False  # the side table is created (if missing) with the first step
 
     def on_step(
@@ -76,27 +87,32 @@ def _record_checksum(service: str) -> Any:
         if step.is_stamp:
             return
         if not table_ready:
-            ctx.impl._exec(create)
+            ctx.execute(create)
             table_ready = True
         for revision in step.up_revision_ids:
             if not step.is_upgrade:
-                ctx.impl._exec(forget.bindparams(revision=revision))
+                ctx.execute(forget.bindparams(revision=revision))
                 continue
-            script = context.script.get_revision(revision)
-            path = Path(script.path) if script is not None and script.path else None
-            digest = checksums.file_checksum(path) if path else "0" * 64
-            ctx.impl._exec(record.bindparams(revision=revision, checksum=digest))
+            applied = script.get_revision(revision)
+            path = Path(applied.path) if applied is not None and applied.path else None
+            digest = records.file_checksum(path) if path else "0" * 64
+            ctx.execute(record.bindparams(revision=revision, checksum=digest))
 
     return on_step
 
 
-def _options(service: str) -> dict[str, Any]:
+def runner_options(service: str, script: ScriptDirectory) -> dict[str, Any]:
+    """The options of a ``MigrationContext`` that applies ``service``'s revisions."""
     # One transaction per revision: a failure leaves the last good revision applied.
     return {
         **comparison_options(service),
         "transaction_per_migration": True,
-        "on_version_apply": _record_checksum(service),
+        "on_version_apply": (record_checksums(service, script),),
     }
+
+
+def _options(service: str) -> dict[str, Any]:
+    return runner_options(service, context.script)
 
 
 def _run_online(connection: Connection, service: str) -> None:
@@ -110,8 +126,24 @@ def _run_online(connection: Connection, service: str) -> None:
         context.run_migrations()
 
 
+def _command_line_url(service: str) -> tuple[str, DbConfig]:
+    """Alembic's own command line: the environment's URL, else a development provider.
+
+    This is the one place where the runtime reads the environment itself: Alembic's
+    command line is a front end that builds no configuration of its own."""
+    config = DbConfig.from_environ(os.environ, caller="alembic")
+    url = config.url_for(service)
+    if url is not None:
+        return url, config
+    providers = entry_points(group=PROVIDER_GROUP)
+    if not providers:
+        config.require_url(service)  # raises: no URL and nothing to provide one
+    provide = next(iter(providers)).load()
+    return str(provide(service)), config
+
+
 def run(service: str) -> None:
-    config = context.config
+    alembic_config = context.config
     if context.is_offline_mode():
         context.configure(
             dialect_name="postgresql",
@@ -125,7 +157,7 @@ def run(service: str) -> None:
             context.run_migrations()
         return
 
-    connectable = config.attributes.get("connection")
+    connectable = alembic_config.attributes.get("connection")
     if isinstance(connectable, Engine):  # pytest-alembic hands over an engine
         with connectable.connect() as conn:
             _run_online(conn, service)
@@ -135,14 +167,21 @@ def run(service: str) -> None:
         _run_online(connectable, service)
         return
 
-    url = config.get_main_option("sqlalchemy.url")
-    if not url:
-        from shared_db.provision import database_url  # starts Postgres only when needed
-
-        url = database_url(service).render_as_string(hide_password=False)
-    engine = create_engine(url, poolclass=pool.NullPool)
+    config = alembic_config.attributes.get("db_config")
+    if isinstance(config, DbConfig):
+        url = config.require_url(service)
+    else:
+        try:
+            url, config = _command_line_url(service)
+        except ConfigurationError as exc:
+            raise SystemExit(f"error: {exc}") from None
+    made = engine(
+        url,
+        connect_timeout_s=config.connect_timeout_s,
+        application_name=config.application_name(service),
+    )
     try:
-        with engine.connect() as conn:
+        with made.connect() as conn:
             _run_online(conn, service)
     finally:
-        engine.dispose()
+        made.dispose()

@@ -5,16 +5,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
-from sqlalchemy import create_engine
-from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from shared_db import runner
+from shared_db.config import DbConfig
+from shared_db.connections import engine as make_engine
 from shared_db.errors import SharedDbError
-from shared_db.overview import status
-from shared_db.startup import migrate_to_head
-from shared_db.urls import mask
-from shared_db.web import health, problems
+from shared_db.status import status
+from shared_db.web import health, problem_details
+from shared_db.web.hints import one_line
 from shared_db.web.settings import ServiceSettings
 
 log = logging.getLogger("signalmarket.startup")
@@ -24,15 +24,15 @@ class StartupFailed(RuntimeError):
     """The service cannot serve; the message is the one line to act on."""
 
 
-def prepare_database(settings: ServiceSettings, url: URL) -> None:
+def prepare_database(settings: ServiceSettings, config: DbConfig) -> None:
     """The startup migration (or, with SKIP_MIGRATIONS, a warning when not at head)."""
     service = settings.service
     if settings.skip_migrations:
-        log.warning("%s: SKIP_MIGRATIONS is set: not migrating %s", service, mask(url))
+        log.warning("%s: SKIP_MIGRATIONS is set: not migrating", service)
         try:
-            current = status(service, url)
+            current = status(config, service)
         except SharedDbError as exc:
-            log.warning("%s: cannot read the database revision: %s", service, exc)
+            log.warning("%s: cannot read the database revision: %s", service, exc.message)
             return
         if current.pending != 0 or current.unknown:
             log.warning(
@@ -43,12 +43,7 @@ def prepare_database(settings: ServiceSettings, url: URL) -> None:
                 ", ".join(current.head),
             )
         return
-    result = migrate_to_head(
-        service,
-        url,
-        lock_timeout_s=settings.migration_lock_timeout,
-        wait_timeout_s=settings.database_wait_timeout,
-    )
+    result = runner.migrate_to_head(config, service)
     before, after = ", ".join(result.before) or "base", ", ".join(result.after)
     if result.action == "upgraded":
         log.info("%s: migrated %s -> %s", service, before, after)
@@ -58,33 +53,50 @@ def prepare_database(settings: ServiceSettings, url: URL) -> None:
         log.info("%s: database at head %s, no migration needed", service, after)
 
 
+def start(settings_class: type[ServiceSettings]) -> tuple[ServiceSettings, DbConfig]:
+    """Read the settings and prepare the database; raises ``StartupFailed`` with one line."""
+    service = settings_class.service
+    settings: ServiceSettings | None = None
+    try:
+        settings = settings_class.load()
+        config = settings.db_config()
+        prepare_database(settings, config)
+    except SharedDbError as exc:
+        message = one_line(exc, in_container=bool(settings and settings.in_container))
+        log.error("%s: startup failed: %s", service, message.removeprefix(f"{service}: "))
+        raise StartupFailed(message) from None
+    return settings, config
+
+
 def create_service_app(
-    service: str,
-    settings_factory: Callable[[], ServiceSettings],
+    settings_class: type[ServiceSettings],
     routers: list[APIRouter],
     resources: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     **fastapi_options: str,
 ) -> FastAPI:
-    """The app of ``service``; nothing is read or migrated until the lifespan starts.
+    """The app of a service; nothing is read or migrated until the lifespan starts.
 
     ``resources``, if given, is entered after the migration and exited at shutdown
     (e.g. the gateway's HTTP client); ``app.state.settings`` is set by then.
     """
+    service = settings_class.service
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings = settings_factory()
+        # Done by `python -m <service>` before serving, else here.
+        prepared: tuple[ServiceSettings, DbConfig] | None = getattr(app.state, "prepared", None)
+        if prepared is None:
+            prepared = await run_in_threadpool(start, settings_class)
+        settings, config = prepared
         logging.getLogger("signalmarket").setLevel(settings.log_level.upper())
-        try:
-            app.state.database_url = settings.resolved_database_url()
-            if not getattr(app.state, "database_prepared", False):  # done by `python -m`
-                await run_in_threadpool(prepare_database, settings, app.state.database_url)
-        except SharedDbError as exc:
-            log.error("%s: startup failed: %s", service, exc)
-            raise StartupFailed(str(exc)) from None
-        engine = create_engine(app.state.database_url, pool_pre_ping=True)
+        engine = make_engine(
+            config.require_url(service),
+            connect_timeout_s=config.connect_timeout_s,
+            application_name=service,
+            pooled=True,
+        )
+        app.state.settings, app.state.db_config = settings, config
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
-        app.state.settings = settings
         try:
             if resources is None:
                 yield
@@ -96,7 +108,7 @@ def create_service_app(
 
     app = FastAPI(title=service, lifespan=lifespan, **fastapi_options)  # type: ignore[arg-type]
     app.state.service = service
-    problems.install(app)
+    problem_details.install(app)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)

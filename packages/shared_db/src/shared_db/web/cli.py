@@ -5,40 +5,48 @@ import logging
 import sys
 from importlib import import_module
 
-import uvicorn
-
-from shared_db.errors import SharedDbError
-from shared_db.web.app import prepare_database
+from shared_db.web.app import StartupFailed, start
 from shared_db.web.settings import ServiceSettings
 
 
-def run(service: str, settings: ServiceSettings, argv: list[str] | None = None) -> int:
+def run(settings_class: type[ServiceSettings], argv: list[str] | None = None) -> int:
+    service = settings_class.service
     parser = argparse.ArgumentParser(prog=f"python -m {service}", description=f"Run {service}.")
-    parser.add_argument("--host", default=settings.host, help=f"default: {settings.host}")
-    parser.add_argument("--port", type=int, default=settings.port, help=f"default: {settings.port}")
-    parser.add_argument("--log-level", default=settings.log_level, help="debug, info, warning")
+    parser.add_argument("--host", help="default: HOST, else 127.0.0.1")
+    parser.add_argument("--port", type=int, help="default: PORT, else the service's port")
+    parser.add_argument("--log-level", default="", help="debug, info, warning (default: LOG_LEVEL)")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=(args.log_level or "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Keep Alembic's "Running upgrade A -> B" lines, not its plugin chatter.
+    # The runner logs each revision it applies; Alembic's own INFO lines repeat them.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.migration").setLevel(args.log_level.upper())
     # Migrate before serving, so that a failure is one log line and exit code 1
     # (a failing lifespan makes uvicorn log a traceback instead).
-    app = import_module(f"{service}.app").app
     try:
-        prepare_database(settings, settings.resolved_database_url())
-    except SharedDbError as exc:
-        logging.getLogger("signalmarket.startup").error("%s: startup failed: %s", service, exc)
-        return 1
-    app.state.database_prepared = True
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower())
-    server = uvicorn.Server(config)
+        settings, config = start(settings_class)
+    except StartupFailed:
+        return 1  # start() logged the one line
+    log_level = args.log_level or settings.log_level
+    logging.getLogger().setLevel(log_level.upper())
+
+    import uvicorn
+
+    app = import_module(f"{service}.app").app
+    app.state.prepared = (settings, config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            log_level=log_level.lower(),
+        )
+    )
     server.run()
     # uvicorn returns normally when the lifespan startup failed: turn that into exit 1.
     return 0 if server.started else 1
 
 
-def main(service: str, settings: ServiceSettings) -> None:
-    sys.exit(run(service, settings))
+def main(settings_class: type[ServiceSettings]) -> None:
+    sys.exit(run(settings_class))

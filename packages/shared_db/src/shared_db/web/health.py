@@ -3,10 +3,12 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from shared_db.checksums import modified_at
+from shared_db import records
+from shared_db.config import DbConfig
+from shared_db.connections import connect
 from shared_db.errors import SharedDbError
-from shared_db.overview import status
-from shared_db.urls import mask
+from shared_db.history import read_history
+from shared_db.status import status_of
 
 router = APIRouter(tags=["health"])
 
@@ -19,12 +21,15 @@ def health(request: Request) -> dict[str, str]:
 @router.get("/ready")
 def ready(request: Request) -> JSONResponse:
     service: str = request.app.state.service
+    config: DbConfig = request.app.state.db_config
+    history = read_history(config, service)
     try:
-        current = status(service, request.app.state.database_url)
-        modified = modified_at(service, request.app.state.database_url)
+        with connect(config, service) as connection:
+            current = status_of(service, history, records.current_revisions(connection, service))
+            modified = records.modified_revisions(service, history, connection)
     except SharedDbError as exc:
         return JSONResponse(
-            {"status": "unavailable", "service": service, "detail": str(exc)}, status_code=503
+            {"status": "unavailable", "service": service, "detail": exc.message}, status_code=503
         )
     body = {
         "service": service,
@@ -32,7 +37,6 @@ def ready(request: Request) -> JSONResponse:
         "head": list(current.head),
         "pending": current.pending,
         "state": current.state,
-        "database": mask(request.app.state.database_url),
         # Applied revisions whose file changed since: reported, not a readiness failure.
         "modified_since_applied": [m.revision for m in modified],
     }

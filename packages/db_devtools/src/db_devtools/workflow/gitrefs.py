@@ -9,14 +9,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared_db.errors import MigrationError
+from db_devtools.errors import WorkflowError
 
 
 def _git(
     cwd: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, check=False, env={**os.environ, **(env or {})}
+        ["git", *args], cwd=cwd, capture_output=True, check=False, env=os.environ | (env or {})
     )
 
 
@@ -25,12 +25,9 @@ def repository_root(path: Path) -> Path:
     try:
         result = _git(path, "rev-parse", "--show-toplevel")
     except FileNotFoundError as exc:
-        raise MigrationError("git is not installed; --against needs git") from exc
+        raise WorkflowError("git is not installed", kind="no_git") from exc
     if result.returncode != 0:
-        raise MigrationError(
-            f"{path} is not inside a git repository; --against compares git branches, "
-            "so run it in a git checkout (or validate without --against)"
-        )
+        raise WorkflowError(f"{path} is not inside a git repository", kind="not_a_repository")
     return Path(result.stdout.decode().strip())
 
 
@@ -42,7 +39,7 @@ def file_names_in_refs(directory: Path) -> set[str]:
     """
     try:
         root = repository_root(directory)
-    except MigrationError:
+    except WorkflowError:
         return set()
     relative = directory.resolve().relative_to(root.resolve()).as_posix()
     refs = _git(root, "for-each-ref", "--format=%(objectname)", "refs/heads", "refs/remotes")
@@ -57,15 +54,15 @@ def file_names_in_refs(directory: Path) -> set[str]:
 MAIN_BRANCHES = ("origin/main", "main", "origin/master", "master")
 
 
-def main_branch_file_names(directory: Path) -> set[str] | None:
+def main_branch_file_names(directory: Path, wanted: str | None = None) -> set[str] | None:
     """File names in ``directory`` on the main branch; ``None`` outside git or with no
-    main branch (then every revision counts as new). ``SIGNALMARKET_MAIN_BRANCH``
-    names the branch when it is not origin/main, main, origin/master or master."""
+    main branch (then every revision counts as new). ``wanted`` (the configured
+    ``SIGNALMARKET_MAIN_BRANCH``) names the branch when it is not origin/main, main,
+    origin/master or master."""
     try:
         root = repository_root(directory)
-    except MigrationError:
+    except WorkflowError:
         return None
-    wanted = os.environ.get("SIGNALMARKET_MAIN_BRANCH")
     relative = directory.resolve().relative_to(root.resolve()).as_posix()
     for ref in (wanted,) if wanted else MAIN_BRANCHES:
         if _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode == 0:
@@ -81,7 +78,9 @@ def _working_tree_commit(root: Path, paths: list[str]) -> str:
         for args in (("read-tree", "HEAD"), ("add", "-A", "--", *paths)):
             result = _git(root, *args, env=env)
             if result.returncode != 0:
-                raise MigrationError(f"git {args[0]} failed: {result.stderr.decode().strip()}")
+                raise WorkflowError(
+                    f"git {args[0]} failed: {result.stderr.decode().strip()}", kind="git_failed"
+                )
         tree = _git(root, "write-tree", env=env).stdout.decode().strip()
     commit = _git(
         root,
@@ -90,7 +89,9 @@ def _working_tree_commit(root: Path, paths: list[str]) -> str:
         "commit-tree", tree, "-p", "HEAD", "-m", "working tree (migrate.validate --against)",
     )  # fmt: skip
     if commit.returncode != 0:
-        raise MigrationError(f"git commit-tree failed: {commit.stderr.decode().strip()}")
+        raise WorkflowError(
+            f"git commit-tree failed: {commit.stderr.decode().strip()}", kind="git_failed"
+        )
     return commit.stdout.decode().strip()
 
 
@@ -100,9 +101,7 @@ def merged_directories(ref: str, directories: list[Path]) -> Iterator[list[Path]
     uncommitted changes in those folders) into ``ref``, extracted to a temporary folder."""
     root = repository_root(directories[0])
     if _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode != 0:
-        raise MigrationError(
-            f"unknown git ref {ref!r}; run: git fetch, or name an existing branch (git branch -a)"
-        )
+        raise WorkflowError(f"unknown git ref {ref!r}", kind="unknown_ref", cause=ref)
     relative = [d.resolve().relative_to(root.resolve()).as_posix() for d in directories]
     ours = _working_tree_commit(root, relative)
     merged = _git(root, "merge-tree", "--write-tree", "--name-only", ours, ref)
@@ -111,17 +110,22 @@ def merged_directories(ref: str, directories: list[Path]) -> Iterator[list[Path]
         conflicted = [
             line for line in lines[1:] if line and not line.startswith(("Auto", "CONFLICT"))
         ]
-        raise MigrationError(
-            f"merging into {ref} conflicts in {', '.join(conflicted) or 'some files'}; "
-            f"run: git merge {ref}, resolve the conflicts, then validate again"
+        raise WorkflowError(
+            f"merging into {ref} conflicts in {', '.join(conflicted) or 'some files'}",
+            kind="merge_conflict",
+            cause=ref,
         )
     if merged.returncode != 0 or not lines:
-        raise MigrationError(f"git merge-tree failed: {merged.stderr.decode().strip()}")
+        raise WorkflowError(
+            f"git merge-tree failed: {merged.stderr.decode().strip()}", kind="git_failed"
+        )
     tree = lines[0].strip()
     with tempfile.TemporaryDirectory(prefix="migrate-against-") as scratch:
         archive = _git(root, "archive", "--format=tar", tree, "--", *relative)
         if archive.returncode != 0:
-            raise MigrationError(f"git archive failed: {archive.stderr.decode().strip()}")
+            raise WorkflowError(
+                f"git archive failed: {archive.stderr.decode().strip()}", kind="git_failed"
+            )
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4
                 tar.extractall(scratch, filter="data")

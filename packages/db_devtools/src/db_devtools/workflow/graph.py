@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from shared_db.errors import MigrationError
 from shared_db.history import History, sort_ids
+
+from db_devtools.errors import WorkflowError
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 SUPPORTED_SUFFIXES = (".dot", ".gv", ".txt", *(f".{fmt}" for fmt in IMAGE_FORMATS))
@@ -198,9 +199,8 @@ def render_dot(history: History, name: str) -> str:
 def _image(dot_text: str, fmt: str, output: Path) -> bytes:
     dot = shutil.which("dot")
     if dot is None:
-        raise MigrationError(
-            f"cannot write {output.name}: Graphviz 'dot' is not installed; install graphviz "
-            f"(apt-get install graphviz) or use --output {output.with_suffix('.dot').name}"
+        raise WorkflowError(
+            f"cannot write {output.name}: Graphviz 'dot' is not installed", kind="no_graphviz"
         )
     try:
         result = subprocess.run(
@@ -211,16 +211,15 @@ def _image(dot_text: str, fmt: str, output: Path) -> bytes:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MigrationError(
-            f"cannot write {output.name}: running {dot} failed ({exc}); "
-            f"use --output {output.with_suffix('.dot').name} and render it yourself"
+        raise WorkflowError(
+            f"cannot write {output.name}: running {dot} failed ({exc})", kind="dot_failed"
         ) from exc
     if result.returncode != 0:
         reason = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise MigrationError(
+        raise WorkflowError(
             f"cannot write {output.name}: dot -T{fmt} exited with {result.returncode}"
-            f" ({reason[0] if reason else 'no message'}); "
-            f"use --output {output.with_suffix('.dot').name} and render it yourself"
+            f" ({reason[0] if reason else 'no message'})",
+            kind="dot_failed",
         )
     return result.stdout
 
@@ -242,8 +241,8 @@ def _write_atomically(output: Path, content: bytes) -> None:
             temporary.unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise MigrationError(
-            f"cannot write {output}: {exc.strerror or exc}; choose a writable --output path"
+        raise WorkflowError(
+            f"cannot write {output}: {exc.strerror or exc}", kind="unwritable_output"
         ) from exc
 
 
@@ -257,9 +256,10 @@ def write_graph(history: History, name: str, output: Path) -> Path:
     elif suffix in SUPPORTED_SUFFIXES:
         content = _image(render_dot(history, name), suffix[1:], output)
     else:
-        raise MigrationError(
+        raise WorkflowError(
             f"cannot write {output.name}: unknown graph format {suffix or '(no suffix)'!r}; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+            f"the formats are {', '.join(SUPPORTED_SUFFIXES)}",
+            kind="unknown_graph_format",
         )
     _write_atomically(output, content)
     return output

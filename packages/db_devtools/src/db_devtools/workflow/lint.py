@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared_db.errors import MigrationError
-from shared_db.gitrefs import main_branch_file_names
-from shared_db.history import History, read_history, sort_ids
-from shared_db.paths import versions_dir
+from shared_db.history import History, sort_ids
 from shared_db.services import check_service
+
+from db_devtools.config import DevConfig
+from db_devtools.errors import WorkflowError
+from db_devtools.workflow.gitrefs import main_branch_file_names
+from db_devtools.workflow.history_cache import read_history
 
 if TYPE_CHECKING:  # Alembic is imported only when there is something to lint
     from alembic.script import ScriptDirectory
@@ -51,10 +53,7 @@ def squawk_binary() -> str:
     beside = Path(sys.executable).parent / "squawk"
     found = str(beside) if beside.exists() else shutil.which("squawk")
     if not found:
-        raise MigrationError(
-            "squawk (the migration linter) is not installed; run: poetry install "
-            "(or validate with --no-lint)"
-        )
+        raise WorkflowError("squawk (the migration linter) is not installed", kind="no_squawk")
     return found
 
 
@@ -64,13 +63,16 @@ def allowed_rules(path: Path) -> set[str]:
     for match in MARKER.finditer(path.read_text(encoding="utf-8")):
         rules = [r.strip() for r in match.group("rules").split(",") if r.strip()]
         if not match.group("reason") or not match.group("reason").strip() or not rules:
-            raise MigrationError(
+            raise WorkflowError(
                 f"{path.name}: a migrate-lint marker needs rules and a reason: "
-                "# migrate-lint: allow <rule>[, <rule>] -- <why it is safe here>"
+                "# migrate-lint: allow <rule>[, <rule>] -- <why it is safe here>",
+                kind="bad_lint_marker",
             )
         bad = [r for r in rules if not RULE.match(r)]
         if bad:
-            raise MigrationError(f"{path.name}: {', '.join(bad)} is not a squawk rule name")
+            raise WorkflowError(
+                f"{path.name}: {', '.join(bad)} is not a squawk rule name", kind="bad_lint_marker"
+            )
         allowed.update(rules)
     return allowed
 
@@ -79,12 +81,11 @@ def render_upgrade(script: "ScriptDirectory", revision: str) -> str:
     """The SQL of one revision's ``upgrade()``, offline, after the session settings."""
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
-
     from shared_db.migrations.env_runner import SESSION_SETTINGS
 
     rev = script.get_revision(revision)
     if rev is None:
-        raise MigrationError(f"unknown revision {revision!r}")
+        raise WorkflowError(f"unknown revision {revision!r}", kind="unknown_target")
     buffer = io.StringIO()
     context = MigrationContext.configure(
         dialect_name="postgresql",
@@ -97,16 +98,15 @@ def render_upgrade(script: "ScriptDirectory", revision: str) -> str:
     return buffer.getvalue()
 
 
-def lint_revisions(service: str, revisions: list[str]) -> list[Finding]:
+def lint_revisions(config: DevConfig, service: str, revisions: list[str]) -> list[Finding]:
     check_service(service)
     if not revisions:
         return []
     from alembic.script import ScriptDirectory
-
-    from shared_db.config import alembic_config
+    from shared_db.alembic_config import alembic_config
 
     squawk = squawk_binary()
-    script = ScriptDirectory.from_config(alembic_config(service))
+    script = ScriptDirectory.from_config(alembic_config(config, service))
     findings: list[Finding] = []
     for revision in revisions:
         rev = script.get_revision(revision)
@@ -121,7 +121,9 @@ def lint_revisions(service: str, revisions: list[str]) -> list[Finding]:
             command, input=render_upgrade(script, revision), capture_output=True, text=True
         )
         if result.returncode not in (0, 1) or not result.stdout.strip().startswith("["):
-            raise MigrationError(f"squawk failed on {path.name}: {result.stderr.strip()[:300]}")
+            raise WorkflowError(
+                f"squawk failed on {path.name}: {result.stderr.strip()[:300]}", kind="squawk_failed"
+            )
         for item in json.loads(result.stdout):
             findings.append(Finding(revision, path, item["rule_name"], item["message"]))
     return findings
@@ -130,12 +132,16 @@ def lint_revisions(service: str, revisions: list[str]) -> list[Finding]:
 def revisions_in_range(history: History, revision_range: str) -> list[str]:
     """``A:B``: the revisions above A up to and including B (``base`` and ``head`` work)."""
     if ":" not in revision_range:
-        raise MigrationError(f"--range takes A:B (e.g. 0004:head), not {revision_range!r}")
+        raise WorkflowError(
+            f"a range is A:B (e.g. 0004:head), not {revision_range!r}", kind="bad_range"
+        )
     low, high = revision_range.split(":", 1)
     tops = history.heads if high in ("head", "heads", "") else (high,)
     for rev in (*tops, *((low,) if low not in ("base", "") else ())):
         if rev not in history.revisions:
-            raise MigrationError(f"unknown revision {rev!r} in --range {revision_range}")
+            raise WorkflowError(
+                f"unknown revision {rev!r} in the range {revision_range}", kind="bad_range"
+            )
     wanted: set[str] = set()
     for top in tops:
         wanted |= history.ancestors(top)
@@ -144,19 +150,21 @@ def revisions_in_range(history: History, revision_range: str) -> list[str]:
     return sort_ids(wanted)
 
 
-def new_revisions(service: str) -> list[str]:
+def new_revisions(config: DevConfig, service: str) -> list[str]:
     """Revisions whose file is not on the main branch (all of them outside git)."""
-    history = read_history(service)
-    on_main = main_branch_file_names(versions_dir(service))
+    history = read_history(config, service)
+    on_main = main_branch_file_names(config.versions_dir(service), config.main_branch)
     if on_main is None:
         return sort_ids(history.revisions)
     return sort_ids(r.id for r in history.revisions.values() if r.path.name not in on_main)
 
 
-def lint(service: str, revision_range: str | None = None) -> list[Finding]:
+def lint(config: DevConfig, service: str, revision_range: str | None = None) -> list[Finding]:
     """Lint ``service``'s revisions: a range, else those not yet on the main branch."""
-    history = read_history(check_service(service))
+    history = read_history(config, check_service(service))
     revisions = (
-        revisions_in_range(history, revision_range) if revision_range else new_revisions(service)
+        revisions_in_range(history, revision_range)
+        if revision_range
+        else new_revisions(config, service)
     )
-    return lint_revisions(service, revisions)
+    return lint_revisions(config, service, revisions)

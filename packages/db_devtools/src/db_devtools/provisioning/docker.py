@@ -1,24 +1,22 @@
 """The Docker path: a compose Postgres, used when a Docker engine answers.
 
-The ``docker`` command existing is not enough (this machine has the client
-only): the daemon must answer a ``/_ping``.
+The ``docker`` command existing is not enough (a machine may have the client only):
+the daemon must answer a ``/_ping``.
 """
 
-import os
 import socket
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from shared_db.errors import PostgresError
+from shared_db.urls import DRIVER
+from sqlalchemy.engine import URL
 
-if TYPE_CHECKING:  # SQLAlchemy is imported on use: engine_answers() stays light
-    from sqlalchemy.engine import URL
+from db_devtools.config import DevConfig
+from db_devtools.errors import ProvisioningError
 
 PING = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n"
 COMPOSE_SERVICE = "postgres"
-DEFAULT_PORT = 54329
 
 
 def _ping(sock: socket.socket, address: str | tuple[str, int], timeout: float) -> bool:
@@ -34,10 +32,9 @@ def _ping(sock: socket.socket, address: str | tuple[str, int], timeout: float) -
     return reply.startswith(b"HTTP/") and b" 200 " in reply.split(b"\r\n", 1)[0] + b" "
 
 
-def engine_answers(timeout: float = 0.5) -> bool:
-    """True when a Docker daemon answers its ping on ``DOCKER_HOST`` (or the default socket)."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    parsed = urlparse(host)
+def engine_answers(docker_host: str, timeout: float = 0.5) -> bool:
+    """True when a Docker daemon answers its ping on ``docker_host`` (a DOCKER_HOST value)."""
+    parsed = urlparse(docker_host)
     if parsed.scheme == "unix":
         if not Path(parsed.path).exists():
             return False
@@ -51,39 +48,36 @@ def compose_file(project_root: Path) -> Path:
     return project_root / "docker" / "compose.yaml"
 
 
-def compose_up(project_root: Path) -> "URL":
+def compose_up(config: DevConfig) -> URL:
     """Start (or reuse) the compose Postgres and wait until its healthcheck passes."""
-    compose = compose_file(project_root)
+    compose = compose_file(config.project_root)
     if not compose.exists():
-        raise PostgresError(
-            f"a Docker engine answers but {compose} is missing; "
-            "set DATABASE_URL, or run from a checkout of the project"
+        raise ProvisioningError(
+            f"a Docker engine answers but {compose} is missing", kind="no_compose_file"
         )
     command = ["docker", "compose", "-f", str(compose), "up", "-d", "--wait", COMPOSE_SERVICE]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PostgresError(
-            f"docker compose could not start Postgres: {last}; "
-            "fix Docker or set DATABASE_URL (SIGNALMARKET_POSTGRES=local uses a local server)"
+        raise ProvisioningError(
+            f"docker compose could not start Postgres: {last}",
+            kind="compose_failed",
+            cause=last,
         )
-    return compose_url()
+    return compose_url(config)
 
 
-def compose_down(project_root: Path) -> None:
+def compose_down(config: DevConfig) -> None:
+    compose = compose_file(config.project_root)
     subprocess.run(
-        ["docker", "compose", "-f", str(compose_file(project_root)), "stop", COMPOSE_SERVICE],
+        ["docker", "compose", "-f", str(compose), "stop", COMPOSE_SERVICE],
         capture_output=True,
         check=False,
     )
 
 
-def compose_url() -> "URL":
+def compose_url(config: DevConfig) -> URL:
     """The compose Postgres as published on the host (see docker/compose.yaml)."""
-    from sqlalchemy.engine import URL
-
-    from shared_db.urls import DRIVER
-
-    port = int(os.environ.get("SIGNALMARKET_PG_PORT", DEFAULT_PORT))
-    password = os.environ.get("POSTGRES_PASSWORD", "postgres")
-    return URL.create(DRIVER, "postgres", password, "127.0.0.1", port, "postgres")
+    return URL.create(
+        DRIVER, "postgres", config.compose_password, "127.0.0.1", config.compose_pg_port, "postgres"
+    )

@@ -1,4 +1,4 @@
-"""Checksums of applied revisions: which revision files changed after they were applied.
+"""Records of applied revisions: which revision files changed after they were applied.
 
 Each upgrade step records the sha256 of its revision file in the service's own side
 table, ``alembic_checksums_<service>``, in the same transaction as the version-table
@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ProgrammingError
 
-from shared_db.history import read_history
-from shared_db.services import check_service
+from shared_db.config import DbConfig
+from shared_db.connections import connect
+from shared_db.history import History
+from shared_db.services import check_service, version_table
 
 
 def checksum_table(service: str) -> str:
@@ -54,7 +56,7 @@ class Modified:
     path: Path | None  # None: the file is gone
 
 
-def modified_revisions(service: str, connection: Connection) -> list[Modified]:
+def modified_revisions(service: str, history: History, connection: Connection) -> list[Modified]:
     """Applied revisions whose file differs from what was applied (or is missing)."""
     try:
         rows = connection.execute(
@@ -63,7 +65,6 @@ def modified_revisions(service: str, connection: Connection) -> list[Modified]:
     except ProgrammingError:  # no side table: nothing was applied by this code yet
         connection.rollback()
         return []
-    history = read_history(service)
     found = []
     for revision, recorded in rows:
         script = history.revisions.get(revision)
@@ -74,8 +75,19 @@ def modified_revisions(service: str, connection: Connection) -> list[Modified]:
     return found
 
 
-def modified_at(service: str, url: URL) -> list[Modified]:
-    from shared_db.commands import connect
+def modified_at(config: DbConfig, service: str, history: History) -> list[Modified]:
+    with connect(config, service) as connection:
+        return modified_revisions(service, history, connection)
 
-    with connect(service, url) as connection:
-        return modified_revisions(service, connection)
+
+def current_revisions(connection: Connection, service: str) -> tuple[str, ...]:
+    """The revisions in ``service``'s version table (empty: nothing applied, or no table).
+
+    Plain SQL, not Alembic's ``MigrationContext``: reading the revision at startup must
+    not import Alembic."""
+    table = version_table(service)
+    exists = connection.execute(text("SELECT to_regclass(:table)"), {"table": table}).scalar()
+    if exists is None:
+        return ()
+    rows = connection.execute(text(f"SELECT version_num FROM {table}")).scalars()
+    return tuple(sorted(rows))

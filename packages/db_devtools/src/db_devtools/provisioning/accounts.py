@@ -1,7 +1,7 @@
 """Which operating-system user runs Postgres.
 
 ``initdb`` and ``postgres`` refuse to run as root. As root we run them as an
-existing unprivileged account: ``SIGNALMARKET_PG_USER`` if set, else ``postgres``
+existing unprivileged account: the configured one (``SIGNALMARKET_PG_USER``), else ``postgres``
 when the machine has it, else ``nobody``. No account is ever created.
 """
 
@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared_db.errors import PostgresError
+from db_devtools.errors import ProvisioningError
 
 FALLBACK_USERS = ("postgres", "nobody")
 
@@ -34,11 +34,11 @@ class RunAs:
         os.chown(path, self.uid, self.gid)
 
 
-def server_account() -> RunAs | None:
-    """The account to drop to, or ``None`` when we are not root (run as ourselves)."""
+def server_account(wanted: str | None = None) -> RunAs | None:
+    """The account to drop to (``wanted``, else the first that exists among
+    ``FALLBACK_USERS``), or ``None`` when we are not root (run as ourselves)."""
     if os.geteuid() != 0:
         return None
-    wanted = os.environ.get("SIGNALMARKET_PG_USER")
     names = (wanted,) if wanted else FALLBACK_USERS
     for name in names:
         try:
@@ -46,12 +46,12 @@ def server_account() -> RunAs | None:
         except KeyError:
             continue
         if entry.pw_uid == 0:
-            raise PostgresError(
+            raise ProvisioningError(
                 f"SIGNALMARKET_PG_USER={name} is root, and Postgres refuses to run as root; "
                 "name an unprivileged account"
             )
         return RunAs(name, entry.pw_uid, entry.pw_gid)
-    raise PostgresError(
+    raise ProvisioningError(
         f"running as root and no unprivileged account among {', '.join(names)} to run Postgres; "
         "set SIGNALMARKET_PG_USER to an existing unprivileged user"
     )

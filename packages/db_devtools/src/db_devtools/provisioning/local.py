@@ -14,7 +14,6 @@ folder it can reach under ``/var/tmp`` instead; ``server.json`` says where.
 """
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -22,25 +21,25 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from shared_db.urls import DRIVER
 from sqlalchemy.engine import URL
 
-from shared_db.errors import PostgresError
-from shared_db.postgres.accounts import RunAs, server_account
-from shared_db.postgres.binaries import find_bin_dir
-from shared_db.processes import alive
-from shared_db.urls import DRIVER
+from db_devtools.errors import ProvisioningError
+from db_devtools.provisioning.accounts import RunAs, server_account
+from db_devtools.provisioning.binaries import find_bin_dir
+from db_devtools.provisioning.ports import free_port
+from db_devtools.provisioning.processes import alive
+from db_devtools.provisioning.watchdog import Watchdog, die_with_parent, mechanism
 
 SUPERUSER = "postgres"
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
-_PR_SET_PDEATHSIG = 1
 # Throughput settings for a development/test server: durability is not wanted here.
 _SERVER_SETTINGS = {
     "listen_addresses": HOST,
@@ -64,26 +63,6 @@ class ServerInfo:
         return URL.create(DRIVER, SUPERUSER, password, HOST, self.port, database)
 
 
-def _die_with_parent() -> None:
-    # Runs in the child after it dropped privileges (PDEATHSIG is reset by a uid change).
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGQUIT)  # SIGQUIT = immediate shutdown
-
-
-def _free_port(preferred: int | None = None) -> int:
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as sock:
-            # Like Postgres itself: a port with connections in TIME_WAIT is still free.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                continue
-            bound: int = sock.getsockname()[1]
-            return bound
-    raise PostgresError("no free TCP port on 127.0.0.1 for Postgres")
-
-
 def _postmaster_status(data_dir: Path) -> tuple[int, str] | None:
     """(pid, status) from ``postmaster.pid``: status is ``ready`` once it accepts connections."""
     try:
@@ -98,9 +77,18 @@ def _postmaster_status(data_dir: Path) -> tuple[int, str] | None:
 class LocalServer:
     """Initialises, starts, reuses and stops Postgres servers under one state folder."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        pg_user: str | None = None,
+        pg_bin: Path | None = None,
+        parent_death: str = "auto",
+    ) -> None:
         self.state_dir = state_dir
-        self.account: RunAs | None = server_account()
+        self.account: RunAs | None = server_account(pg_user)
+        self.pg_bin = pg_bin
+        self.parent_death = mechanism(parent_death)
         self._bin_dir: Path | None = None
         self._runtime_dir: Path | None = None
 
@@ -113,7 +101,7 @@ class LocalServer:
         if self._runtime_dir is not None:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        bin_dir = find_bin_dir()
+        bin_dir = find_bin_dir(self.pg_bin)
         if self.account is None or self.account.can_reach(self.state_dir, bin_dir / "postgres"):
             self._runtime_dir, self._bin_dir = self.state_dir, bin_dir
             return
@@ -200,9 +188,7 @@ class LocalServer:
         if result.returncode != 0:
             shutil.rmtree(data_dir, ignore_errors=True)
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise PostgresError(
-                f"initdb failed in {data_dir}: {last}; remove the folder and run: invoke db.up"
-            )
+            raise ProvisioningError(f"initdb failed in {data_dir}: {last}", kind="initdb_failed")
 
     def _ensure_initialized(self, data_dir: Path) -> bool:
         """initdb ``data_dir`` unless it holds a cluster; True if it ran (a cold start)."""
@@ -230,7 +216,9 @@ class LocalServer:
                 stdout=log,
                 stderr=log,
                 start_new_session=not tied_to_caller,
-                preexec_fn=_die_with_parent if tied_to_caller else None,
+                preexec_fn=die_with_parent
+                if tied_to_caller and self.parent_death == "prctl"
+                else None,
                 user=user,
                 group=group,
                 extra_groups=extra_groups,
@@ -251,24 +239,29 @@ class LocalServer:
             process.kill()
         log = data_dir.parent / f"{data_dir.name}.log"
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-        raise PostgresError(
-            f"Postgres in {data_dir} did not become ready: {' '.join(tail) or 'no log output'}; "
-            f"see {log}"
+        raise ProvisioningError(
+            f"Postgres in {data_dir} did not become ready: {' '.join(tail) or 'no log output'} "
+            f"(log: {log})",
+            kind="server_not_ready",
         )
 
-    def _start(self, data_dir: Path, *, preferred_port: int | None, tied: bool) -> ServerInfo:
+    def _start(
+        self, data_dir: Path, *, preferred_port: int | None, tied: bool
+    ) -> tuple[ServerInfo, subprocess.Popen[bytes]]:
         for _attempt in range(3):  # another process may take the port between probe and bind
-            port = _free_port(preferred_port)
+            port = free_port(preferred_port, HOST)
             process = self._launch(data_dir, port, tied_to_caller=tied)
             try:
                 self._wait_ready(process, data_dir)
-            except PostgresError:
+            except ProvisioningError:
                 if "already in use" in _log_tail(data_dir):
                     preferred_port = None
                     continue
                 raise
-            return ServerInfo(process.pid, port, str(data_dir), str(self.bin_dir))
-        raise PostgresError("Postgres could not bind a port after 3 attempts; run: invoke db.up")
+            return ServerInfo(process.pid, port, str(data_dir), str(self.bin_dir)), process
+        raise ProvisioningError(
+            "Postgres could not bind a port after 3 attempts", kind="server_not_ready"
+        )
 
     # -- the long-lived server (invoke db.up / db.down) ---------------------
     def recorded(self) -> ServerInfo | None:
@@ -297,7 +290,7 @@ class LocalServer:
             data_dir = self.runtime_dir / "data"
             cold = self._ensure_initialized(data_dir)
             previous = self.recorded()
-            info = self._start(
+            info, _process = self._start(
                 data_dir, preferred_port=previous.port if previous else None, tied=False
             )
             self.state_file.write_text(json.dumps(asdict(info)))
@@ -322,11 +315,12 @@ class LocalServer:
             data_dir = self.scratch_dir / f"test-{os.getpid()}-{secrets.token_hex(3)}"
             subprocess.run(["cp", "-a", str(template), str(data_dir)], check=True)
         try:
-            info = self._start(data_dir, preferred_port=None, tied=True)
-        except PostgresError:
+            info, process = self._start(data_dir, preferred_port=None, tied=True)
+        except ProvisioningError:
             shutil.rmtree(data_dir, ignore_errors=True)
             raise
-        return ThrowawayServer(info, self.password())
+        watchdog = Watchdog(process.pid) if self.parent_death == "watchdog" else None
+        return ThrowawayServer(info, self.password(), watchdog)
 
     @property
     def scratch_dir(self) -> Path:
@@ -354,6 +348,7 @@ class LocalServer:
 class ThrowawayServer:
     info: ServerInfo
     password: str
+    watchdog: Watchdog | None = None
 
     def url(self, database: str = SUPERUSER) -> URL:
         return self.info.url(self.password, database)
@@ -361,6 +356,8 @@ class ThrowawayServer:
     def stop(self) -> None:
         data_dir = Path(self.info.data_dir)
         _stop_pid(self.info.pid)
+        if self.watchdog is not None:
+            self.watchdog.release()
         shutil.rmtree(data_dir, ignore_errors=True)
         (data_dir.parent / f"{data_dir.name}.log").unlink(missing_ok=True)
 

@@ -1,0 +1,87 @@
+"""The development configuration: the runtime's ``DbConfig`` plus where Postgres comes
+from and where the project lives. Built once by a front end with ``from_environ``."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from shared_db.config import DbConfig
+from shared_db.errors import ConfigurationError
+
+BACKENDS = ("auto", "docker", "local")
+PARENT_DEATH = ("auto", "prctl", "watchdog")
+COMPOSE_PG_PORT = 54329
+
+
+def find_project_root(cwd: Path) -> Path:
+    """The checkout holding this package (a develop install), else ``cwd``."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "packages" / "shared_db").is_dir() and (parent / "pyproject.toml").exists():
+            return parent
+    return cwd
+
+
+@dataclass(frozen=True)
+class DevConfig(DbConfig):
+    project_root: Path = Path(".")
+    # Where Postgres comes from when no URL is configured: auto = Docker if an engine
+    # answers, else the local server.
+    backend: str = "auto"
+    docker_host: str = "unix:///var/run/docker.sock"
+    compose_pg_port: int = COMPOSE_PG_PORT
+    compose_password: str = "postgres"
+    pg_user: str | None = None  # the account the local server runs as, when we are root
+    pg_bin: Path | None = None  # a PostgreSQL bin folder to use instead of the wheel's
+    # How a throwaway server dies with the test run: prctl (Linux) or a watchdog process.
+    parent_death: str = "auto"
+    main_branch: str | None = None  # the branch that holds released revisions
+    cache_dir: Path | None = None  # the history cache; None: no cache
+
+    @property
+    def state_dir(self) -> Path:
+        """The local server's state (git-ignored)."""
+        return self.project_root / ".postgres"
+
+    @property
+    def run_dir(self) -> Path:
+        """``invoke up``'s pid files and logs (git-ignored)."""
+        return self.project_root / ".run"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
+        values: dict[str, Any] = {
+            "project_root": Path(environ["SIGNALMARKET_ROOT"])
+            if environ.get("SIGNALMARKET_ROOT")
+            else find_project_root(Path.cwd()),
+            "backend": _choice("SIGNALMARKET_POSTGRES", environ, BACKENDS),
+            "parent_death": _choice("SIGNALMARKET_PARENT_DEATH", environ, PARENT_DEATH),
+            "docker_host": environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",
+            "compose_password": environ.get("POSTGRES_PASSWORD") or "postgres",
+            "pg_user": environ.get("SIGNALMARKET_PG_USER") or None,
+            "main_branch": environ.get("SIGNALMARKET_MAIN_BRANCH") or None,
+        }
+        if environ.get("SIGNALMARKET_PG_BIN"):
+            values["pg_bin"] = Path(environ["SIGNALMARKET_PG_BIN"])
+        port = environ.get("SIGNALMARKET_PG_PORT")
+        if port:
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigurationError(
+                    f"SIGNALMARKET_PG_PORT={port!r} is not a TCP port; set it to e.g. 54329",
+                    kind="invalid_setting",
+                )
+            values["compose_pg_port"] = int(port)
+        cache = environ.get("XDG_CACHE_HOME")
+        values["cache_dir"] = (Path(cache) if cache else Path.home() / ".cache") / "signalmarket"
+        values.update(overrides)
+        return super().from_environ(environ, **values)
+
+
+def _choice(variable: str, environ: Mapping[str, str], choices: tuple[str, ...]) -> str:
+    value = (environ.get(variable) or choices[0]).lower()
+    if value not in choices:
+        raise ConfigurationError(
+            f"{variable}={value!r} is not one of {', '.join(choices)}; unset it or pick one",
+            kind="invalid_setting",
+        )
+    return value

@@ -1,0 +1,1 @@
+"""Development and test databases: Docker, a project-owned local server, scratch ones."""

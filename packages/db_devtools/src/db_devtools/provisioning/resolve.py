@@ -1,0 +1,108 @@
+"""Where a service's database is, in development and tests: the resolution order.
+
+1. A configured URL (``<SERVICE>_DATABASE_URL``, then ``DATABASE_URL``): used as is.
+2. A Docker engine that answers: the compose Postgres (``docker/compose.yaml``).
+3. A project-owned local server (``.postgres/``), started on demand and reused.
+
+The configuration's ``backend`` (``SIGNALMARKET_POSTGRES=local|docker``) skips the
+Docker probe and forces one of the last two.
+"""
+
+import contextlib
+import hashlib
+import hmac
+from collections.abc import Iterable, Iterator
+
+from shared_db.urls import normalize, render, with_database
+from sqlalchemy.engine import URL
+
+from db_devtools.config import DevConfig
+from db_devtools.provisioning import docker
+from db_devtools.provisioning.databases import ensure_database, ensure_service_database
+from db_devtools.provisioning.local import LocalServer
+
+
+def local_server(config: DevConfig) -> LocalServer:
+    return LocalServer(
+        config.state_dir,
+        pg_user=config.pg_user,
+        pg_bin=config.pg_bin,
+        parent_death=config.parent_death,
+    )
+
+
+def backend(config: DevConfig) -> str:
+    """``docker`` or ``local``: what provides Postgres when no URL is configured."""
+    if config.backend != "auto":
+        return config.backend
+    return "docker" if docker.engine_answers(config.docker_host) else "local"
+
+
+def server_url(config: DevConfig) -> URL:
+    """The provisioned server's superuser URL (database ``postgres``), started if needed."""
+    if backend(config) == "docker":
+        return docker.compose_up(config)
+    server = local_server(config)
+    info, _how = server.up()
+    return info.url(server.password())
+
+
+def admin_url(config: DevConfig, service: str | None = None) -> URL:
+    """A URL on the server that holds ``service``'s database, for scratch databases."""
+    configured = config.url_for(service) if service else config.database_url
+    if configured:
+        return normalize(configured).set(database="postgres")
+    return server_url(config)
+
+
+def service_database(config: DevConfig, admin: URL, service: str) -> URL:
+    """``service``'s database on the provisioned server, created on demand.
+
+    On the local server each service gets its own role owning its own database (see
+    ``ensure_service_database``); on the compose Postgres the superuser is used from
+    the host, while the containers use the roles made by docker/initdb."""
+    if backend(config) == "local":
+        return ensure_service_database(admin, service, role_password(admin, service))
+    url = with_database(admin, service)
+    ensure_database(url)
+    return url
+
+
+def with_databases(config: DevConfig, services: Iterable[str]) -> DevConfig:
+    """``config`` with a URL for each of ``services``: configured ones are kept, the
+    others are provisioned (the server is started once, if needed)."""
+    missing = [s for s in services if config.url_for(s) is None]
+    if not missing:
+        return config
+    admin = server_url(config)
+    return config.with_urls(
+        {s: render(service_database(config, admin, s), show_password=True) for s in missing}
+    )
+
+
+def database_url(config: DevConfig, service: str) -> URL:
+    """The URL of ``service``'s database, configured or provisioned."""
+    return normalize(with_databases(config, [service]).require_url(service))
+
+
+def role_password(admin: URL, service: str) -> str:
+    """The service role's password, derived from the server's own secret (no extra state)."""
+    key = (admin.password or "").encode()
+    return hmac.new(key, f"role:{service}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def test_server(config: DevConfig) -> Iterator[URL]:
+    """A server for a test run: ``DATABASE_URL``'s server if set, the compose Postgres
+    when Docker answers, else a throwaway local server that dies with this process."""
+    if config.database_url:
+        yield normalize(config.database_url).set(database="postgres")
+        return
+    if backend(config) == "docker":
+        yield docker.compose_up(config)
+        return
+    server = local_server(config).throwaway()
+    try:
+        yield server.url()
+    finally:
+        server.stop()

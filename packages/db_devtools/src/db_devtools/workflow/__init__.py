@@ -1,0 +1,1 @@
+"""The authoring and validation workflow of the migration histories."""

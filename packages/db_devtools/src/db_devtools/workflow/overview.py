@@ -1,0 +1,64 @@
+"""Read-only views of a history for developers: the revision list and offline SQL."""
+
+import io
+
+from shared_db.errors import MigrationError
+from shared_db.history import sort_ids
+from shared_db.services import check_service
+
+from db_devtools.config import DevConfig
+from db_devtools.workflow.history_cache import read_history
+
+
+def history_lines(config: DevConfig, service: str) -> list[str]:
+    """Newest first, like ``alembic history``: ``parents -> id (markers), message``."""
+    history = read_history(config, check_service(service))
+    heads, bases = set(history.heads), set(history.bases)
+    branch_points, merge_points = set(history.branch_points()), set(history.merge_points())
+    order = history.topological()
+    order += sort_ids(set(history.revisions) - set(order))  # cycles, if any
+    lines = []
+    for rev_id in reversed(order):
+        revision = history.revisions[rev_id]
+        markers = [f"({label})" for label in revision.branch_labels]
+        markers += ["(head)"] * (rev_id in heads) + ["(base)"] * (rev_id in bases)
+        markers += ["(branchpoint)"] * (rev_id in branch_points)
+        markers += ["(mergepoint)"] * (rev_id in merge_points)
+        parents = ", ".join(revision.down) or "<base>"
+        suffix = " ".join(markers)
+        lines.append(f"{parents} -> {rev_id}{' ' + suffix if suffix else ''}, {revision.message}")
+    return lines
+
+
+def offline_sql(config: DevConfig, service: str, revision_range: str) -> str:
+    """The SQL ``upgrade`` (or ``downgrade``, for ``HIGH:LOW``) of a range, without a database.
+
+    ``revision_range`` is ``A:B``, or a single target meaning ``base:target``."""
+    from alembic import command
+    from alembic.util.exc import CommandError
+    from shared_db.alembic_config import alembic_config
+
+    check_service(service)
+    target = revision_range if ":" in revision_range else f"base:{revision_range}"
+    start, end = target.split(":", 1)
+    history = read_history(config, service)
+    known = set(history.revisions) | {"base", "head", "heads"}
+    for rev in (start, end):
+        if rev not in known:
+            raise MigrationError(
+                f"unknown revision {rev!r}", kind="unknown_target", service=service, revision=rev
+            )
+    buffer = io.StringIO()
+    alembic = alembic_config(config, service)
+    alembic.output_buffer = buffer
+    downgrade = start != "base" and end in history.ancestors(start) and start != end
+    try:
+        if downgrade:
+            command.downgrade(alembic, target, sql=True)
+        else:
+            command.upgrade(alembic, target, sql=True)
+    except CommandError as exc:
+        raise MigrationError(
+            f"cannot render SQL for {revision_range}: {exc}", kind="sql_failed", service=service
+        ) from exc
+    return buffer.getvalue()

