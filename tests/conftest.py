@@ -14,11 +14,13 @@ from alembic.config import Config
 from db_devtools.config import DevConfig
 from db_devtools.provisioning.databases import scratch_database
 from db_devtools.provisioning.resolve import test_server
-from helpers import Repo, copy_project, config_for
+from helpers import Repo, config_for, copy_project
 from shared_db.alembic_config import alembic_config as make_alembic_config
 from shared_db.services import SERVICES
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Engine
+
+pytest_plugins = ["pytester"]  # tests/test_templates.py runs a service suite's own tests
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +28,12 @@ def pg_server() -> Iterator[URL]:
     """The superuser URL of this run's Postgres server."""
     with test_server(DevConfig.from_environ(os.environ, caller="test")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def database_server_url(pg_server: URL) -> URL:
+    """The server of shared_db's pytest plugin (``migrated_database``): this run's own."""
+    return pg_server
 
 
 @pytest.fixture

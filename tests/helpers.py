@@ -37,7 +37,7 @@ def raw(url: URL) -> str:
 
 def config_for(url: URL | None = None, **changes: Any) -> DbConfig:
     """The runtime configuration of a test: every service on ``url``'s database."""
-    return DbConfig(database_url=raw(url) if url else None, caller="test", **changes)
+    return DbConfig(database_url=raw(url) if url else None, **{"caller": "test", **changes})
 
 
 def head(service: str) -> tuple[str, ...]:
@@ -93,7 +93,7 @@ def invoke(
     """Run ``invoke ARGS`` in this process, as a user would type it: the environment is
     ``os.environ`` updated with ``env`` (``clean``: without any *DATABASE_URL), in ``cwd``."""
     from dev_tasks import namespace
-    from invoke import Program
+    from invoke.program import Program
 
     base = {k: v for k, v in os.environ.items() if not (clean and k.endswith("DATABASE_URL"))}
     out, err = io.StringIO(), io.StringIO()

@@ -1,47 +1,68 @@
 """Bad input to the ``invoke`` tasks: one clear line, a non-zero exit, nothing changed.
 
-One table-driven test. Each case runs ``python -m invoke ...`` as a subprocess, either
-in the project root or in a temporary copy of the project (a git repository, or not)
-prepared with the files the case needs (two heads, a broken revision file, ...). Every
-case gets a fresh database, possibly migrated to a known state first, and asserts:
+One table-driven test. Each case runs ``invoke ...`` in this process (``helpers.invoke``),
+either on the project itself or on a temporary copy of it (a git repository, or not)
+prepared with the files the case needs (two heads, a broken revision file, ...): a copy's
+histories are used through ``SIGNALMARKET_ROOT`` and ``SIGNALMARKET_MIGRATIONS_DIR``.
+Every case gets a fresh database, possibly migrated to a known state first, and asserts:
 
 - the exit code is not 0;
 - stderr is exactly one line, and no "Traceback" appears anywhere;
-- that line holds the case's fragments (what is wrong and what to type next);
-- no password appears (neither ``hunter2`` nor the test server's own);
+- that line holds the case's fragments (what is wrong, why, and what to type next);
+- no secret appears: neither ``hunter2``, nor the test server's password, nor the full
+  database URL (errors name ``host:port/database`` only);
 - no file was written: the four histories' folders are as before (and, in a git copy,
   ``git status`` is unchanged);
 - no database was touched: its tables, columns, row counts and version rows are as before.
 
+A few smoke tests at the end run ``python -m invoke`` as a real process, for the contract
+of the command line itself: the exit code, and one line on stderr.
+
 The same cases, with the messages, are listed in docs/migrations.md ("Bad input").
 """
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, VERSIONS, Repo, copy_project
-from helpers import raw, sql
+from helpers import (
+    MIGRATIONS,
+    ROOT,
+    VERSIONS,
+    Repo,
+    config_for,
+    copy_project,
+    execute,
+    head,
+    invoke,
+    invoke_process,
+    raw,
+    sql,
+)
 from shared_db import commands
-from shared_db.services import SERVICES
-from sqlalchemy import create_engine, pool, text
+from shared_db.config import DbConfig
+from shared_db.history import read_history
+from shared_db.services import SERVICES, env_prefix
 from sqlalchemy.engine import URL
 
 PASSWORD = "hunter2"
-HISTORIES = [Path("packages/shared_db/src/shared_db/migrations") / s / "versions" for s in SERVICES]
+HISTORIES = [MIGRATIONS / s / "versions" for s in SERVICES]
 VALID = "use one of: api_gateway, scoring_engine, marketplace_publisher, signal_ingestion"
 
+# scoring_engine's head, and the IDs of the revisions the copies add after it.
+(HEAD,) = head("scoring_engine")
+NEXT = f"{int(HEAD) + 1:04d}"
+AFTER_NEXT = f"{int(HEAD) + 2:04d}"
 
-def _revision_source(revision: str, down_revision: str) -> str:
+
+def _revision_source(revision: str, *down_revisions: str) -> str:
+    down = f'"{down_revisions[0]}"' if len(down_revisions) == 1 else repr(down_revisions)
     return (
         f'"""hand-made {revision}"""\n\n'
         f'revision = "{revision}"\n'
-        f'down_revision = "{down_revision}"\n'
+        f"down_revision = {down}\n"
         "branch_labels = None\n"
         "depends_on = None\n\n\n"
         "def upgrade() -> None:\n    pass\n\n\n"
@@ -55,21 +76,23 @@ COPIES: dict[str, dict[str, str]] = {
     "git": {},
     "no_git": {},
     "two_heads": {
-        "0011_left.py": _revision_source("0011", "0010"),
-        "0012_right.py": _revision_source("0012", "0010"),
+        f"{NEXT}_left.py": _revision_source(NEXT, HEAD),
+        f"{AFTER_NEXT}_right.py": _revision_source(AFTER_NEXT, HEAD),
     },
+    # Two revisions whose IDs share a prefix, merged again (a sound history, one head).
     "shared_prefix": {
-        "0011a_left.py": _revision_source("0011a", "0010"),
-        "0011b_right.py": _revision_source("0011b", "0010"),
+        f"{NEXT}a_left.py": _revision_source(f"{NEXT}a", HEAD),
+        f"{NEXT}b_right.py": _revision_source(f"{NEXT}b", HEAD),
+        f"{AFTER_NEXT}_merge.py": _revision_source(AFTER_NEXT, f"{NEXT}a", f"{NEXT}b"),
     },
-    "broken_file": {"0011_broken.py": "def (:\n    garbage\n"},
-    "empty_file": {"0011_empty.py": ""},
+    "broken_file": {f"{NEXT}_broken.py": "def (:\n    garbage\n"},
+    "empty_file": {f"{NEXT}_empty.py": ""},
 }
 
 
 @dataclass(frozen=True)
 class Project:
-    """Where a case runs, with the environment that makes its code the one run."""
+    """Where a case runs, with the environment that makes its histories the ones used."""
 
     path: Path
     env: dict[str, str] = field(repr=False)
@@ -91,23 +114,20 @@ class Project:
         return self.repo.git("status", "--porcelain", "--untracked-files=all")
 
 
-def _without_database_urls(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if not k.endswith("DATABASE_URL")}
-
-
-def _copy_project(target: Path, server: URL, kind: str) -> Project:
-    """A copy of the project's tracked and untracked files, like conftest's ``repo``."""
+def _copy_project(base: Path, server: URL, kind: str) -> Project:
+    """A copy of the project's tracked and untracked files, like conftest's ``repo``;
+    the "no_git" copy has the same environment, without a git repository."""
+    target = base / kind
     copy_project(target)
     for name, content in COPIES[kind].items():
         (target / VERSIONS / name).write_text(content)
-    repo = Repo(target, server)
-    env = _without_database_urls(repo.env)
+    repo = Repo(target, server, base / f"{kind}-cache")
     if kind == "no_git":
-        return Project(target, env)
+        return Project(target, dict(repo.env))
     repo.git("init", "-q", "-b", "main")
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "project")
-    return Project(target, env, repo)
+    return Project(target, dict(repo.env), repo)
 
 
 class Projects:
@@ -115,12 +135,13 @@ class Projects:
 
     def __init__(self, base: Path, server: URL) -> None:
         self.base, self.server = base, server
-        root = Project(ROOT, _without_database_urls(dict(os.environ)))
+        # The project itself: its packaged histories, a history cache of the test's own.
+        root = Project(ROOT, {"XDG_CACHE_HOME": str(base / "root-cache")})
         self.made: dict[str, Project] = {"root": root}
 
     def get(self, kind: str) -> Project:
         if kind not in self.made:
-            self.made[kind] = _copy_project(self.base / kind, self.server, kind)
+            self.made[kind] = _copy_project(self.base, self.server, kind)
         return self.made[kind]
 
 
@@ -132,22 +153,14 @@ def projects(tmp_path_factory: pytest.TempPathFactory, pg_server: URL) -> Iterat
 # -- the database a case is given --------------------------------------------------------
 
 
-def _execute(url: URL, statement: str) -> None:
-    engine = create_engine(url, poolclass=pool.NullPool)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 def _api_gateway_at_head(url: URL) -> None:
-    assert commands.upgrade("api_gateway", "head", url=url) == ("0003",)
+    result = commands.upgrade(config_for(url), "api_gateway")
+    assert result.after == head("api_gateway")
 
 
 def _scoring_engine_migrated_by_newer_code(url: URL) -> None:
-    commands.upgrade("scoring_engine", "head", url=url)
-    _execute(url, "UPDATE alembic_version_scoring_engine SET version_num = '0099'")
+    commands.upgrade(config_for(url), "scoring_engine")
+    execute(url, "UPDATE alembic_version_scoring_engine SET version_num = '0099'")
 
 
 DATABASES: dict[str, Callable[[URL], None]] = {
@@ -190,8 +203,10 @@ class Case:
     """One bad input: what is typed, where, on which database, and what the line says.
 
     In ``expected``, ``{root}`` stands for the project's folder, ``{versions}`` for
-    scoring_engine's versions folder in it and ``{server}`` for the test server's
-    host:port. ``url`` replaces ``DATABASE_URL`` (same placeholders, and ``{password}``).
+    scoring_engine's versions folder in it, ``{server}`` for the test server's host:port,
+    ``{head}`` for scoring_engine's head and ``{next}``/``{after_next}`` for the IDs of the
+    revisions a copy adds after it. ``url`` replaces ``DATABASE_URL`` (same placeholders,
+    and ``{password}``).
     """
 
     id: str
@@ -200,29 +215,39 @@ class Case:
     project: str = "root"
     database: str = "empty"
     url: str | None = None
-    bug: str | None = None
 
+
+UNREACHABLE = "postgresql://app:{password}@127.0.0.1:1/app"
+GARBAGE_URL = (
+    "error: api_gateway: DATABASE_URL: the database URL cannot be parsed; "
+    "expected postgresql://user:password@host:port/database",
+    "fix the URL, or unset it to use the project's Postgres (invoke db.up)",
+)
 
 CASES = [
     Case(
         "unknown-service-current",
         ("migrate.current", "--service", "billing"),
-        ("error: unknown service 'billing'", VALID, "(e.g. --service scoring_engine)"),
+        (
+            "error: unknown service 'billing': there is no migration history for it",
+            VALID,
+            "pass one of them with --service",
+        ),
     ),
     Case(
         "unknown-service-upgrade",
         ("migrate.upgrade", "--service", "billing"),
-        ("error: unknown service 'billing'", VALID),
+        ("error: unknown service 'billing'", VALID, "pass one of them with --service"),
     ),
     Case(
         "unknown-service-revision",
         ("migrate.revision", "--service", "billing", "-m", "x"),
-        ("error: unknown service 'billing'", VALID),
+        ("error: unknown service 'billing'", VALID, "pass one of them with --service"),
     ),
     Case(
         "unknown-service-db-url",
         ("db.url", "--service", "billing"),
-        ("error: unknown service 'billing'", VALID),
+        ("error: unknown service 'billing'", VALID, "pass one of them with --service"),
     ),
     Case(
         "revision-without-service",
@@ -248,13 +273,14 @@ CASES = [
     Case(
         "merge-single-head",
         ("migrate.merge", "--service", "scoring_engine"),
-        ("error: scoring_engine has a single head (0010): nothing to merge, no file written",),
+        ("error: scoring_engine has a single head ({head}): nothing to merge, no file written",),
     ),
     Case(
         "revision-on-two-heads",
         ("migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty"),
         (
-            "error: cannot create a revision: scoring_engine has 2 heads (0011, 0012)",
+            "error: scoring_engine: cannot create a revision: "
+            "the history has 2 heads ({next}, {after_next})",
             "run: invoke migrate.merge --service scoring_engine",
         ),
         project="two_heads",
@@ -263,8 +289,7 @@ CASES = [
         "upgrade-unknown-target",
         ("migrate.upgrade", "--service", "scoring_engine", "--target", "zzzz"),
         (
-            "error: scoring_engine: upgrade to zzzz failed",
-            "Can't locate revision identified by 'zzzz'",
+            "error: scoring_engine: there is no revision 'zzzz'",
             "see the revisions: invoke migrate.history --service scoring_engine",
         ),
     ),
@@ -272,53 +297,50 @@ CASES = [
         "upgrade-head-with-two-heads",
         ("migrate.upgrade", "--service", "scoring_engine", "--target", "head"),
         (
-            "error: scoring_engine: upgrade to head failed",
-            "Multiple head revisions are present for given argument 'head'",
-            "'heads' for all heads",
-            "invoke migrate.history --service scoring_engine",
+            "error: scoring_engine: the history cannot be used: "
+            "the history has 2 heads ({next}, {after_next})",
+            "run: invoke migrate.merge --service scoring_engine",
         ),
         project="two_heads",
     ),
     Case(
         "upgrade-ambiguous-prefix",
-        ("migrate.upgrade", "--service", "scoring_engine", "--target", "0011"),
-        ("error: scoring_engine: upgrade to 0011 failed", "0011a", "0011b"),
+        ("migrate.upgrade", "--service", "scoring_engine", "--target", "{next}"),
+        (
+            "error: scoring_engine: the revision prefix '{next}' is ambiguous: {next}a, {next}b",
+            "see the revisions: invoke migrate.history --service scoring_engine",
+        ),
         project="shared_prefix",
     ),
     Case(
         "sql-unknown-revision",
         ("migrate.sql", "--service", "scoring_engine", "--range", "0001:9999"),
         (
-            "error: unknown revision '9999' in scoring_engine",
-            "see: invoke migrate.history --service scoring_engine",
+            "error: scoring_engine: unknown revision '9999'",
+            "see the revisions: invoke migrate.history --service scoring_engine",
         ),
     ),
     Case(
         "downgrade-below-base",
         ("migrate.downgrade", "--service", "api_gateway", "--target", "-99"),
         (
-            "error: api_gateway: downgrade to -99 failed",
-            "Relative revision -99 didn't produce 99 migrations",
-            "invoke migrate.history --service api_gateway",
+            "error: api_gateway: cannot go down 99 revisions: the database is at {api_head}, "
+            "{api_count} revision(s) above base",
+            "see the revisions: invoke migrate.history --service api_gateway",
         ),
         database="api_gateway_at_head",
     ),
     Case(
         "downgrade-empty-database",
         ("migrate.downgrade", "--service", "api_gateway"),
-        (
-            "error: api_gateway: downgrade to -1 failed",
-            "Relative revision -1 didn't produce 1 migrations",
-            "invoke migrate.history --service api_gateway",
-        ),
+        ("error: api_gateway: the database is at base: there is nothing to downgrade",),
     ),
     Case(
         "downgrade-unknown-target",
         ("migrate.downgrade", "--service", "api_gateway", "--target", "zzzz"),
         (
-            "error: api_gateway: downgrade to zzzz failed",
-            "Can't locate revision identified by 'zzzz'",
-            "invoke migrate.history --service api_gateway",
+            "error: api_gateway: there is no revision 'zzzz'",
+            "see the revisions: invoke migrate.history --service api_gateway",
         ),
         database="api_gateway_at_head",
     ),
@@ -326,40 +348,65 @@ CASES = [
         "database-unreachable",
         ("migrate.current", "--service", "api_gateway"),
         (
-            "error: api_gateway: database error at 127.0.0.1:1",
-            "(postgresql+psycopg://app:***@127.0.0.1:1/app)",
+            "error: api_gateway: cannot use the database at 127.0.0.1:1/app: ",
+            'connection failed: connection to server at "127.0.0.1", port 1 failed: '
             "Connection refused",
-            "is Postgres up? (invoke db.up), see: invoke db.url --service api_gateway",
+            "is Postgres up? run: invoke db.up (URL: invoke db.url --service api_gateway)",
         ),
-        url="postgresql://app:{password}@127.0.0.1:1/app",
+        url=UNREACHABLE,
     ),
     Case(
         "database-unreachable-upgrade",
         ("migrate.upgrade", "--service", "scoring_engine"),
         (
-            "error: scoring_engine: database error at 127.0.0.1:1",
-            "app:***@127.0.0.1:1/app",
-            "is Postgres up? (invoke db.up)",
+            "error: scoring_engine: cannot use the database at 127.0.0.1:1/app: ",
+            "Connection refused",
+            "is Postgres up? run: invoke db.up (URL: invoke db.url --service scoring_engine)",
         ),
-        url="postgresql://app:{password}@127.0.0.1:1/app",
+        url=UNREACHABLE,
     ),
     Case(
         "wrong-credentials",
         ("migrate.current", "--service", "api_gateway"),
         (
-            "error: api_gateway: database error at {server}",
-            "(postgresql+psycopg://app:***@{server}/postgres)",
+            "error: api_gateway: cannot use the database at {server}/postgres: ",
             'password authentication failed for user "app"',
-            "check the URL, see: invoke db.url --service api_gateway",
+            "check the URL in use: invoke db.url --service api_gateway",
         ),
         url="postgresql://app:{password}@{server}/postgres",
+    ),
+    Case(
+        "garbage-url-not-a-url",
+        ("migrate.current", "--service", "api_gateway"),
+        GARBAGE_URL,
+        url="not a url at all",
+    ),
+    Case(
+        "garbage-url-http",
+        ("migrate.current", "--service", "api_gateway"),
+        (
+            "error: api_gateway: DATABASE_URL: the database URL uses 'http', not PostgreSQL; "
+            "expected postgresql://user:password@host:port/database",
+            GARBAGE_URL[1],
+        ),
+        url="http://example.com/db",
+    ),
+    Case(
+        "garbage-url-mysql",
+        ("migrate.current", "--service", "api_gateway"),
+        (
+            "error: api_gateway: DATABASE_URL: the database URL uses 'mysql', not PostgreSQL; "
+            "expected postgresql://user:password@host:port/database",
+            GARBAGE_URL[1],
+        ),
+        url="mysql://u:{password}@h/db",
     ),
     Case(
         "database-migrated-by-newer-code",
         ("migrate.upgrade", "--service", "scoring_engine"),
         (
             "error: scoring_engine: the database is at revision 0099, which this code does "
-            "not know (it was migrated by a newer version); refusing to migrate",
+            "not know (it was migrated by a newer version); refusing to migrate it",
             "deploy the newer version, or downgrade with the code that wrote it",
         ),
         database="scoring_engine_at_0099",
@@ -368,10 +415,10 @@ CASES = [
         "corrupted-revision-file",
         ("migrate.upgrade", "--service", "scoring_engine"),
         (
-            "error: scoring_engine: 0011_broken.py is not a valid revision file "
-            "(syntax error on line 1: invalid syntax)",
-            "run: git checkout -- {versions}/0011_broken.py (or delete it), "
-            "then: invoke migrate.validate",
+            "error: scoring_engine: the history cannot be used: {next}_broken.py is not a "
+            "valid revision file (syntax error on line 1: invalid syntax)",
+            f"run: git checkout -- {VERSIONS}/{{next}}_broken.py "
+            "(or delete it if it is not a revision)",
         ),
         project="broken_file",
     ),
@@ -379,11 +426,20 @@ CASES = [
         "empty-revision-file",
         ("migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty"),
         (
-            "error: cannot create a revision: scoring_engine: 0011_empty.py is not a valid "
+            "error: scoring_engine: cannot create a revision: {next}_empty.py is not a valid "
             "revision file (the file is empty)",
-            "run: git checkout -- {versions}/0011_empty.py",
+            f"run: git checkout -- {VERSIONS}/{{next}}_empty.py (or delete it if it is not a "
+            "revision)",
         ),
         project="empty_file",
+    ),
+    Case(
+        "stamp-unknown-revision",
+        ("migrate.stamp", "--service", "scoring_engine", "--revision", "zzzz"),
+        (
+            "error: scoring_engine: there is no revision 'zzzz'",
+            "see the revisions: invoke migrate.history --service scoring_engine",
+        ),
     ),
     Case(
         "history-outside-git",
@@ -408,21 +464,17 @@ CASES = [
         "renumber-not-a-revision-file",
         ("migrate.renumber", "--service", "scoring_engine", "--file", "/etc/passwd"),
         (
-            "error: /etc/passwd is not a revision file of scoring_engine",
-            "name one in {versions} (invoke migrate.history --service scoring_engine)",
+            "error: scoring_engine: /etc/passwd is not a revision file of scoring_engine "
+            "(they are in {versions})",
+            "name a file listed by: invoke migrate.history --service scoring_engine",
         ),
     ),
     Case(
         "lint-range-without-colon",
         ("migrate.lint", "--range", "0001"),
-        ("error: --range takes A:B (e.g. 0004:head), not '0001'",),
+        ("error: a range is A:B, not '0001'; e.g. --range 0004:head",),
     ),
 ]
-
-
-def _param(case: Case) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=case.bug)] if case.bug else []
-    return pytest.param(case, id=case.id, marks=marks)
 
 
 def _fill(template: str, project: Project, server: URL) -> str:
@@ -431,37 +483,77 @@ def _fill(template: str, project: Project, server: URL) -> str:
         .replace("{versions}", str(project.path / VERSIONS))
         .replace("{server}", f"{server.host}:{server.port or 5432}")
         .replace("{password}", PASSWORD)
+        .replace("{head}", HEAD)
+        .replace("{next}", NEXT)
+        .replace("{after_next}", AFTER_NEXT)
+        .replace("{api_head}", ", ".join(head("api_gateway")))
+        .replace("{api_count}", str(len(read_history(DbConfig(), "api_gateway").revisions)))
     )
 
 
-@pytest.mark.parametrize("case", [_param(case) for case in CASES])
+def test_the_cases_have_distinct_ids() -> None:
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.id) for case in CASES])
 def test_bad_input(case: Case, projects: Projects, empty_database: URL, pg_server: URL) -> None:
     project = projects.get(case.project)
     DATABASES[case.database](empty_database)
     database_url = _fill(case.url, project, pg_server) if case.url else raw(empty_database)
-    env = {**project.env, "PYTHONDONTWRITEBYTECODE": "1", "DATABASE_URL": database_url}
+    env = {**project.env, "DATABASE_URL": database_url}
     files, status, database = project.files(), project.git_status(), snapshot(empty_database)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", *case.args],
-        cwd=project.path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    args = tuple(_fill(arg, project, pg_server) for arg in case.args)
+    result = invoke(*args, env=env, cwd=project.path, clean=True)
 
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert "Traceback" not in output, output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
-    line = lines[0]
-    assert PASSWORD not in output
-    if pg_server.password:
-        assert pg_server.password not in output
+    line = result.one_line_error()
+    secrets = [PASSWORD, database_url, raw(empty_database), raw(pg_server)]
+    secrets += [pg_server.password] if pg_server.password else []
+    leaked = [s for s in secrets if s in result.output]
+    assert not leaked, f"{result.output}\nshows: {leaked}"
     assert project.files() == files, "a file was written or changed"
     assert project.git_status() == status, "the copy's git status changed"
     assert snapshot(empty_database) == database, "the database was touched"
     missing = [f for f in (_fill(e, project, pg_server) for e in case.expected) if f not in line]
     assert not missing, f"{line}\nlacks: {missing}"
+
+
+# -- the command line as a real process --------------------------------------------------
+
+
+def _process_env(database_url: str = "") -> dict[str, str]:
+    """The environment of a real process: only ``DATABASE_URL`` names a database (a
+    per-service variable set empty is ignored)."""
+    blank = {f"{env_prefix(s)}_DATABASE_URL": "" for s in SERVICES}
+    return {**blank, "DATABASE_URL": database_url}
+
+
+def test_process_unknown_service_exits_1_with_one_line() -> None:
+    result = invoke_process("migrate.current", "--service", "billing", env=_process_env())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown service 'billing': there is no migration history for it; "
+        f"{VALID}; pass one of them with --service"
+    ]
+    assert result.stdout == ""
+
+
+def test_process_unreachable_database_exits_1_with_one_line() -> None:
+    url = UNREACHABLE.replace("{password}", PASSWORD)
+    result = invoke_process("migrate.current", "--service", "api_gateway", env=_process_env(url))
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and PASSWORD not in output and url not in output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: api_gateway: cannot use the database at 127.0.0.1:1/app: ")
+    assert line.endswith(
+        "is Postgres up? run: invoke db.up (URL: invoke db.url --service api_gateway)"
+    )
+
+
+def test_process_success_exits_0_and_prints_to_stdout_only(empty_database: URL) -> None:
+    result = invoke_process("migrate.current", env=_process_env(raw(empty_database)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [f"{s}: (empty: no revision applied)" for s in SERVICES]

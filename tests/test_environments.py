@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
@@ -19,17 +18,16 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from dev_tasks import container
-from helpers import sql
-from shared_db.errors import PostgresError
-from shared_db.postgres import docker
-from shared_db.postgres.binaries import find_bin_dir
-from shared_db.provision import local_server
-from shared_db.services import SERVICES
+from db_devtools.config import COMPOSE_PG_PORT, DevConfig
+from db_devtools.errors import ProvisioningError
+from db_devtools.provisioning import docker
+from db_devtools.provisioning.binaries import find_bin_dir
+from db_devtools.provisioning.resolve import local_server
+from helpers import ROOT, invoke, sql
+from shared_db.services import PORTS, SERVICES
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL, make_url
 
-ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker" / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 INIT_SCRIPT = ROOT / "docker" / "initdb" / "10-service-databases.sh"
@@ -68,15 +66,22 @@ def test_compose_file_follows_the_compose_specification(compose: dict[str, Any])
 
 def test_postgres_is_what_the_docker_resolution_connects_to(compose: dict[str, Any]) -> None:
     postgres = compose["services"][docker.COMPOSE_SERVICE]
-    # shared_db.postgres.docker connects to postgres:<POSTGRES_PASSWORD or "postgres">
+    # db_devtools.provisioning.docker connects to postgres:<POSTGRES_PASSWORD or "postgres">
     # @127.0.0.1:<SIGNALMARKET_PG_PORT or 54329> as the superuser.
     assert postgres["ports"] == ["127.0.0.1:${SIGNALMARKET_PG_PORT:-54329}:5432"]
-    assert interpolate(postgres["ports"][0]) == f"127.0.0.1:{docker.DEFAULT_PORT}:5432"
+    assert interpolate(postgres["ports"][0]) == f"127.0.0.1:{COMPOSE_PG_PORT}:5432"
     environment = postgres["environment"]
     assert environment["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-postgres}"
     assert environment.get("POSTGRES_USER", "postgres") == "postgres"
-    expected = docker.compose_url()
-    assert (expected.username, expected.port) == ("postgres", docker.DEFAULT_PORT)
+    # The same defaults in the development configuration, and the same variables.
+    expected = docker.compose_url(DevConfig.from_environ({}))
+    assert (expected.username, expected.password) == ("postgres", "postgres")
+    assert (expected.host, expected.port) == ("127.0.0.1", COMPOSE_PG_PORT)
+    configured = docker.compose_url(
+        DevConfig.from_environ({"SIGNALMARKET_PG_PORT": "6000", "POSTGRES_PASSWORD": "pw"})
+    )
+    assert (configured.port, configured.password) == (6000, "pw")
+    assert docker.compose_file(ROOT) == COMPOSE
 
 
 def test_postgres_has_a_healthcheck_a_volume_and_the_init_scripts(
@@ -88,7 +93,11 @@ def test_postgres_has_a_healthcheck_a_volume_and_the_init_scripts(
     # Over TCP: the init phase's temporary server listens on the socket only.
     assert "-h 127.0.0.1" in " ".join(test)
     volumes = postgres["volumes"]
-    named = [v.split(":")[0] for v in volumes if v.endswith(":/var/lib/postgresql/data")]
+    # The data folder's parent from PostgreSQL 18's images on (they keep versioned
+    # folders below it), the data folder itself before.
+    major = int(postgres["image"].split(":")[1].split(".")[0])
+    data = "/var/lib/postgresql" if major >= 18 else "/var/lib/postgresql/data"
+    named = [v.split(":")[0] for v in volumes if v.endswith(f":{data}")]
     assert named and named[0] in compose["volumes"]
     assert "./initdb:/docker-entrypoint-initdb.d:ro" in volumes
     assert (COMPOSE.parent / "initdb").is_dir()
@@ -110,7 +119,7 @@ def test_each_service_has_its_own_database_role_and_port(
     assert spec["environment"]["SKIP_MIGRATIONS"] == "${SKIP_MIGRATIONS:-0}"
     assert spec["environment"]["LOG_LEVEL"] == "${LOG_LEVEL:-info}"
     assert spec["ports"] == [f"127.0.0.1:{HOST_PORTS[service]}:8000"]
-    assert container.PORTS[service] == HOST_PORTS[service]
+    assert PORTS[service] == HOST_PORTS[service]
     assert spec["build"] == {
         "context": "..",
         "dockerfile": "docker/Dockerfile",
@@ -157,9 +166,10 @@ def test_init_script_creates_exactly_the_four_databases() -> None:
 @pytest.fixture(scope="module")
 def fresh_server() -> Iterator[URL]:
     """A server of its own: the script creates cluster-wide roles named after services."""
+    config = DevConfig.from_environ(os.environ)
     try:
-        server = local_server().throwaway()
-    except PostgresError as exc:
+        server = local_server(config).throwaway()
+    except ProvisioningError as exc:
         pytest.skip(f"no local Postgres server for the init script: {exc}")
     try:
         yield server.url()
@@ -170,7 +180,7 @@ def fresh_server() -> Iterator[URL]:
 def test_init_script_gives_each_service_a_database_only_its_role_opens(
     fresh_server: URL,
 ) -> None:
-    bin_dir = find_bin_dir()
+    bin_dir = find_bin_dir(DevConfig.from_environ(os.environ).pg_bin)
     if not (bin_dir / "psql").exists():
         pytest.skip(f"no psql next to the server binaries in {bin_dir}")
     env = {
@@ -267,15 +277,44 @@ def test_dockerfile_installs_the_locked_dependencies_before_copying_sources() ->
     install = next(
         i for i, (keyword, arguments) in enumerate(builder) if "poetry install" in arguments
     )
+    # The main group only: the dev tooling (db_devtools, dev_tasks) is a dev dependency.
     assert "--only main" in builder[install][1] and "--no-directory" in builder[install][1]
     copies = [(i, arguments) for i, (keyword, arguments) in enumerate(builder) if keyword == "COPY"]
     sources = [i for i, arguments in copies if "/src" in arguments]
     assert sources and min(sources) > install
     before = " ".join(arguments for i, arguments in copies if i < install)
     assert "poetry.lock" in before
-    # Poetry reads every path dependency's pyproject.toml, so all must be there already.
+    # Poetry reads every path dependency's pyproject.toml to read the workspace (the dev
+    # group's too, though it installs none of them), so all must be there already.
     for pyproject in sorted(ROOT.glob("packages/*/pyproject.toml")):
-        assert str(pyproject.relative_to(ROOT)) in before
+        assert str(pyproject.relative_to(ROOT)) in before, f"{pyproject.parent.name} is missing"
+
+
+def test_the_image_holds_shared_db_and_its_one_service_only() -> None:
+    builder, runtime = stages(dockerfile_instructions(DOCKERFILE))[-2:]
+    copied = [
+        arguments.split()[0]
+        for keyword, arguments in builder
+        if keyword == "COPY" and "/src" in arguments
+    ]
+    assert copied == ["packages/shared_db/src", "packages/${SERVICE}/src"]
+    installs = [
+        arguments
+        for keyword, arguments in builder
+        if keyword == "RUN" and "pip install" in arguments and "./packages/" in arguments
+    ]
+    assert len(installs) == 1
+    installed = re.findall(r'"?\./packages/([^"\s]+)"?', installs[0])
+    assert installed == ["shared_db", "${SERVICE}"]
+    assert "--no-deps" in installs[0] and "pip check" in installs[0]
+    everything = " ".join(arguments for _, arguments in builder + runtime)
+    for dev_only in ("db_devtools", "dev_tasks", "embedded"):
+        sources_or_installs = [a for a in copied + installs if dev_only in a]
+        assert not sources_or_installs, f"{dev_only} would be in the image"
+    assert "invoke" not in everything
+    # Errors in a container give the container's hints (shared_db.web.hints).
+    environment = " ".join(arguments for keyword, arguments in runtime if keyword == "ENV")
+    assert "SIGNALMARKET_CONTAINER=1" in environment
 
 
 def test_dockerfile_bakes_no_secret() -> None:
@@ -322,19 +361,19 @@ def test_dockerignore_keeps_local_state_out_but_not_what_the_build_copies() -> N
 @pytest.mark.parametrize("task", ["docker.up", "docker.build", "docker.down"])
 def test_docker_tasks_without_an_engine_exit_1_with_one_line(task: str, tmp_path: Path) -> None:
     missing = f"unix://{tmp_path / 'docker.sock'}"
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", task],
-        cwd=ROOT,
-        env={**os.environ, "DOCKER_HOST": missing},
-        capture_output=True,
-        text=True,
-        check=False,
+    line = invoke(task, env={"DOCKER_HOST": missing}).one_line_error()
+    assert line == (
+        f"error: no Docker engine answers on {missing}: start Docker (or point DOCKER_HOST "
+        "at one), or run without containers: invoke up"
     )
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert f"no Docker engine answers on {missing}" in lines[0]
-    assert "invoke up" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_docker_build_of_an_unknown_service_is_one_line(tmp_path: Path) -> None:
+    missing = f"unix://{tmp_path / 'docker.sock'}"
+    result = invoke("docker.build", "--service", "billing", env={"DOCKER_HOST": missing})
+    line = result.one_line_error()
+    assert line.startswith("error: unknown service 'billing'")
+    assert line.endswith("; pass one of them with --service")
 
 
 # -- flake.nix / flake.lock -----------------------------------------------------------

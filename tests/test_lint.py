@@ -3,37 +3,41 @@
 from pathlib import Path
 
 import pytest
-from conftest import VERSIONS, Repo
-from shared_db import lint
-from shared_db.errors import MigrationError
+from db_devtools.config import DevConfig
+from db_devtools.errors import WorkflowError
+from db_devtools.workflow import lint
+from helpers import VERSIONS, Repo, alembic_script, head, invoke
+from shared_db.config import DbConfig
 from shared_db.history import read_history
+
+# The packaged histories, no cache, no database.
+CONFIG = DevConfig(caller="test")
 
 
 def test_a_range_of_the_real_history() -> None:
-    findings = lint.lint("scoring_engine", "0001:0002")
+    findings = lint.lint(CONFIG, "scoring_engine", "0001:0002")
     assert [(f.revision, f.path.name, f.rule) for f in findings] == [
         ("0002", "0002_add_status_column.py", "prefer-text-field")
     ]
-    assert lint.lint("scoring_engine", "base:0001") == []
+    assert lint.lint(CONFIG, "scoring_engine", "base:0001") == []
 
 
 def test_range_arithmetic() -> None:
-    history = read_history("scoring_engine")
-    assert lint.revisions_in_range(history, "0008:head") == ["0007", "0009", "0010"]
+    history = read_history(DbConfig(), "scoring_engine")
+    # 0008 is on the mockups branch: the other branch's 0007 and 0009 are above it.
+    assert lint.revisions_in_range(history, "0008:0010") == ["0007", "0009", "0010"]
+    later = lint.revisions_in_range(history, "0010:head")
+    assert (later or ["0010"])[-1:] == list(head("scoring_engine"))
+    assert lint.revisions_in_range(history, "0008:head") == ["0007", "0009", "0010", *later]
     assert lint.revisions_in_range(history, "base:0002") == ["0001", "0002"]
-    with pytest.raises(MigrationError, match="takes A:B"):
+    with pytest.raises(WorkflowError, match=r"a range is A:B, not '0002'"):
         lint.revisions_in_range(history, "0002")
-    with pytest.raises(MigrationError, match="unknown revision '9999'"):
+    with pytest.raises(WorkflowError, match="unknown revision '9999' in the range 0001:9999"):
         lint.revisions_in_range(history, "0001:9999")
 
 
 def test_rendered_sql_sets_the_session_timeouts() -> None:
-    from alembic.script import ScriptDirectory
-    from shared_db.config import alembic_config
-
-    rendered = lint.render_upgrade(
-        ScriptDirectory.from_config(alembic_config("scoring_engine")), "0002"
-    )
+    rendered = lint.render_upgrade(alembic_script(DbConfig(), "scoring_engine"), "0002")
     assert rendered.startswith("SET lock_timeout = '10s';")
     assert "ALTER TABLE scores ADD COLUMN status VARCHAR(16) DEFAULT 'pending' NOT NULL" in rendered
 
@@ -59,9 +63,11 @@ def downgrade() -> None:
     op.drop_index("ix_scores_value", table_name="scores")
 '''
 
+INDEX_FILE = "0011_index_scores_value.py"
+
 
 def _write(repo: Repo, marker: str = "") -> Path:
-    path = repo.path / VERSIONS / "0011_index_scores_value.py"
+    path = repo.path / VERSIONS / INDEX_FILE
     path.write_text(INDEX_REVISION.format(marker=marker))
     return path
 
@@ -69,36 +75,46 @@ def _write(repo: Repo, marker: str = "") -> Path:
 def test_new_revisions_are_linted_and_a_reviewed_marker_allows_a_rule(repo: Repo) -> None:
     repo.git("checkout", "-q", "-b", "feature")
     _write(repo)
+    assert lint.new_revisions(repo.config(), "scoring_engine") == ["0011"]
     found = repo.invoke("migrate.lint", "--service", "scoring_engine")
-    assert found.returncode == 1
-    lines = found.stdout.strip().splitlines()
+    assert found.code == 1
+    lines = found.out.strip().splitlines()
     assert len(lines) == 1, "revisions already on main are not linted by default"
-    assert lines[0].startswith(
-        "scoring_engine: 0011_index_scores_value.py: require-concurrent-index-creation: "
+    assert lines[0].startswith(f"scoring_engine: {INDEX_FILE}: require-concurrent-index-creation: ")
+    # The fix: the rule's page, or the reviewed marker to add to that very file.
+    assert "https://squawkhq.com/docs/require-concurrent-index-creation" in lines[0]
+    assert lines[0].endswith(
+        f"add to {VERSIONS / INDEX_FILE}: "
+        "# migrate-lint: allow require-concurrent-index-creation -- <why>"
     )
-    assert "# migrate-lint: allow require-concurrent-index-creation -- <why>" in lines[0]
+    assert found.err.strip() == "migrate.lint: 1 finding(s)"
     validate = repo.invoke("migrate.validate", "--offline", "--service", "scoring_engine")
-    assert validate.returncode == 1 and "require-concurrent-index-creation" in validate.stdout
+    assert validate.code == 1 and lines[0] in validate.out.splitlines()
     no_lint = repo.invoke(
         "migrate.validate", "--offline", "--service", "scoring_engine", "--no-lint"
     )
-    assert no_lint.returncode == 0, no_lint.stdout
+    assert no_lint.code == 0, no_lint.output
+    assert no_lint.out.strip() == "scoring_engine: ok, head 0011 (files only)"
 
     _write(repo, "# migrate-lint: allow require-concurrent-index-creation -- scores has 2k rows\n")
     allowed = repo.invoke("migrate.lint", "--service", "scoring_engine")
-    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
-    assert allowed.stdout.strip() == "no lint findings"
+    assert allowed.code == 0, allowed.output
+    assert allowed.out.strip() == "no lint findings"
 
 
 def test_a_marker_needs_a_reason(repo: Repo) -> None:
     repo.git("checkout", "-q", "-b", "feature")
     _write(repo, "# migrate-lint: allow require-concurrent-index-creation\n")
     result = repo.invoke("migrate.lint", "--service", "scoring_engine")
-    assert result.returncode == 1
-    assert result.stderr.strip() == (
-        "error: 0011_index_scores_value.py: a migrate-lint marker needs rules and a reason: "
+    assert result.one_line_error() == (
+        f"error: {INDEX_FILE}: a migrate-lint marker needs rules and a reason: "
         "# migrate-lint: allow <rule>[, <rule>] -- <why it is safe here>"
     )
+
+
+def test_a_bad_range_is_one_line_with_an_example() -> None:
+    result = invoke("migrate.lint", "--service", "scoring_engine", "--range", "0002")
+    assert result.one_line_error() == ("error: a range is A:B, not '0002'; e.g. --range 0004:head")
 
 
 def test_markers_are_per_revision(tmp_path: Path) -> None:
@@ -112,3 +128,6 @@ def test_markers_are_per_revision(tmp_path: Path) -> None:
         "require-concurrent-index-creation",
         "adding-required-field",
     }
+    path.write_text("# migrate-lint: allow 9-lives -- because\n")
+    with pytest.raises(WorkflowError, match="9-lives is not a squawk rule name"):
+        lint.allowed_rules(path)

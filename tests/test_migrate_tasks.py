@@ -1,54 +1,33 @@
-"""The ``invoke migrate.*`` front end, run as subprocesses: exit codes and one-line messages."""
+"""The ``invoke migrate.*`` front end, run in-process: exit codes and one-line messages.
+
+Only the test of ``scripts/validate_migrations.sh`` runs a real process: the script itself.
+"""
 
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from shared_db.config import versions_dir
+from helpers import ROOT, head, invoke, raw
+from shared_db.config import DbConfig
 from shared_db.history import read_history
 from shared_db.services import SERVICES
 from sqlalchemy.engine import URL
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, module: bool = True
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "invoke", *args] if module else list(args)
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run(*args, env=env)
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The single stderr line of a failed task; no traceback."""
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+CODE = DbConfig()  # the project's own histories
 
 
 def listing(service: str) -> list[str]:
-    return sorted(p.name for p in versions_dir(service).iterdir())
+    return sorted(p.name for p in CODE.versions_dir(service).iterdir())
+
+
+def revision_count(service: str) -> int:
+    return len(read_history(CODE, service).revisions)
 
 
 @pytest.fixture
 def database_env(empty_database: URL) -> dict[str, str]:
-    return {"DATABASE_URL": empty_database.render_as_string(hide_password=False)}
+    return {"DATABASE_URL": raw(empty_database)}
 
 
 # -- offline -------------------------------------------------------------------
@@ -56,32 +35,29 @@ def database_env(empty_database: URL) -> dict[str, str]:
 
 def test_heads_prints_one_line_per_service() -> None:
     result = invoke("migrate.heads")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert lines == [f"{s}: {', '.join(read_history(s).heads)}" for s in SERVICES]
-    assert "scoring_engine: 0010" in lines
+    assert result.code == 0, result.output
+    lines = result.out.strip().splitlines()
+    assert lines == [f"{s}: {', '.join(head(s))}" for s in SERVICES]
+    assert all(len(head(s)) == 1 for s in SERVICES)  # no "<- 2 heads" flag on a sound history
 
 
 def test_heads_of_one_service() -> None:
     result = invoke("migrate.heads", "--service", "api_gateway")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"api_gateway: {read_history('api_gateway').heads[0]}"
+    assert result.code == 0, result.output
+    assert result.out.strip() == f"api_gateway: {head('api_gateway')[0]}"
 
 
 def test_validate_offline_says_ok_for_each_service() -> None:
     result = invoke("migrate.validate", "--offline")
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == len(SERVICES)
-    for service, line in zip(SERVICES, lines, strict=True):
-        head = read_history(service).heads[0]
-        assert line == f"{service}: ok, head {head} (files only)"
+    assert result.code == 0, result.output
+    lines = result.out.strip().splitlines()
+    assert lines == [f"{s}: ok, head {head(s)[0]} (files only)" for s in SERVICES]
 
 
 def test_validate_offline_json() -> None:
     result = invoke("migrate.validate", "--offline", "--json")
-    assert result.returncode == 0, result.stdout + result.stderr
-    data = json.loads(result.stdout)
+    assert result.code == 0, result.output
+    data = json.loads(result.out)
     assert data["ok"] is True
     assert [s["service"] for s in data["services"]] == list(SERVICES)
     assert len(data["services"]) == 4
@@ -89,37 +65,43 @@ def test_validate_offline_json() -> None:
         assert entry["ok"] is True
         assert entry["problems"] == []
         assert entry["database_checked"] is False
-        assert entry["heads"] == list(read_history(entry["service"]).heads)
+        assert entry["heads"] == list(head(entry["service"]))
 
 
 def test_validate_unknown_service_is_one_line() -> None:
-    line = one_line_error(invoke("migrate.validate", "--service", "billing"))
-    assert "unknown service 'billing'" in line
+    result = invoke("migrate.validate", "--service", "billing")
+    assert result.code == 1
+    line = result.one_line_error()
+    assert line.startswith("error: unknown service 'billing'")
     assert all(s in line for s in SERVICES)
+    assert result.out == ""
 
 
 def test_merge_of_a_single_head_writes_nothing() -> None:
     before = listing("scoring_engine")
     result = invoke("migrate.merge", "--service", "scoring_engine")
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.strip() == (
-        "error: scoring_engine has a single head (0010): nothing to merge, no file written"
+    assert result.code == 1, result.output
+    assert result.err.strip() == (
+        f"error: scoring_engine has a single head ({head('scoring_engine')[0]}): "
+        "nothing to merge, no file written"
     )
-    assert result.stdout == ""
+    assert result.out == ""
     assert listing("scoring_engine") == before
 
 
 def test_revision_without_message_is_refused() -> None:
     before = listing("scoring_engine")
-    line = one_line_error(invoke("migrate.revision", "--service", "scoring_engine"))
-    assert "needs a message" in line and "-m" in line
+    result = invoke("migrate.revision", "--service", "scoring_engine")
+    assert result.code == 1
+    line = result.one_line_error()
+    assert "needs a message" in line and "-m '" in line
     assert listing("scoring_engine") == before
 
 
 def test_history_marks_branch_and_merge_points() -> None:
     result = invoke("migrate.history", "--service", "scoring_engine")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    assert result.code == 0, result.output
+    lines = result.out.splitlines()
     assert lines[0] == "scoring_engine:"
 
     def line_of(rev: str) -> str:
@@ -127,37 +109,52 @@ def test_history_marks_branch_and_merge_points() -> None:
         assert len(found) == 1, (rev, lines)
         return found[0]
 
+    # The documented shape of scoring_engine's history (docs/migrations.md).
     for rev in ("0003", "0010"):
         assert "(mergepoint)" in line_of(rev)
     for rev in ("0002", "0004"):
         assert "(branchpoint)" in line_of(rev)
     for rev in ("0001", "0002a", "0005", "0009"):
         assert "(mergepoint)" not in line_of(rev) and "(branchpoint)" not in line_of(rev)
-    assert "(head)" in line_of("0010") and "(base)" in line_of("0001")
+    (scoring_head,) = head("scoring_engine")
+    assert "(head)" in line_of(scoring_head) and "(base)" in line_of("0001")
+    assert [line for line in lines if "(head)" in line] == [line_of(scoring_head)]
     assert "(generated_mockups)" in line_of("0005")
-    assert len(lines) == 1 + len(read_history("scoring_engine").revisions)
+    assert len(lines) == 1 + revision_count("scoring_engine")
 
 
 def test_sql_of_a_range() -> None:
     result = invoke("migrate.sql", "--service", "scoring_engine", "--range", "0001:0002")
-    assert result.returncode == 0, result.stderr
-    assert "ALTER TABLE scores ADD COLUMN status" in result.stdout
-    assert "DEFAULT 'pending'" in result.stdout
-    assert "CREATE TABLE scores" not in result.stdout  # 0001 is not part of the range
+    assert result.code == 0, result.output
+    assert "ALTER TABLE scores ADD COLUMN status" in result.out
+    assert "DEFAULT 'pending'" in result.out
+    assert "CREATE TABLE scores" not in result.out  # 0001 is not part of the range
 
 
 def test_sql_of_an_unknown_revision_is_one_line() -> None:
-    line = one_line_error(
-        invoke("migrate.sql", "--service", "scoring_engine", "--range", "0001:9999")
-    )
+    result = invoke("migrate.sql", "--service", "scoring_engine", "--range", "0001:9999")
+    assert result.code == 1
+    line = result.one_line_error()
     assert "unknown revision '9999'" in line
+    assert "invoke migrate.history --service scoring_engine" in line
 
 
 def test_validate_script_is_a_thin_wrapper() -> None:
-    result = run("bash", "scripts/validate_migrations.sh", "--offline", module=False)
+    def script(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "scripts/validate_migrations.sh", *args],
+            cwd=ROOT,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+
+    result = script("--offline")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(": ok, head") == len(SERVICES)
-    failed = run("bash", "scripts/validate_migrations.sh", "--service", "billing", module=False)
+    failed = script("--service", "billing")
     assert failed.returncode == 1
     assert "unknown service 'billing'" in failed.stderr
 
@@ -172,33 +169,29 @@ def _status_rows(stdout: str) -> dict[str, list[str]]:
 
 
 def test_status_before_and_after_upgrade(database_env: dict[str, str]) -> None:
-    before = invoke("migrate.status", env=database_env)
-    assert before.returncode == 0, before.stderr
-    rows = _status_rows(before.stdout)
+    before = invoke("migrate.status", env=database_env, clean=True)
+    assert before.code == 0, before.output
+    rows = _status_rows(before.out)
     assert list(rows) == list(SERVICES)
-    # database, head, pending, state...
-    assert rows["scoring_engine"] == ["-", "0010", "12", "empty"]
+    # database, head, pending, state
     for service in SERVICES:
-        history = read_history(service)
-        assert rows[service] == ["-", history.heads[0], str(len(history.revisions)), "empty"]
+        assert rows[service] == ["-", head(service)[0], str(revision_count(service)), "empty"]
 
-    upgraded = invoke("migrate.upgrade", env=database_env)
-    assert upgraded.returncode == 0, upgraded.stderr
-    assert "scoring_engine: at 0010" in upgraded.stdout
+    upgraded = invoke("migrate.upgrade", env=database_env, clean=True)
+    assert upgraded.code == 0, upgraded.output
+    assert upgraded.out.splitlines() == [f"{s}: at {head(s)[0]}" for s in SERVICES]
 
-    after = invoke("migrate.status", env=database_env)
-    assert after.returncode == 0, after.stderr
-    rows = _status_rows(after.stdout)
+    after = invoke("migrate.status", env=database_env, clean=True)
+    assert after.code == 0, after.output
+    rows = _status_rows(after.out)
     for service in SERVICES:
-        head = read_history(service).heads[0]
-        assert rows[service] == [head, head, "0", "at", "head"]
+        (service_head,) = head(service)
+        assert rows[service] == [service_head, service_head, "0", "at", "head"]
 
 
 def test_validate_with_the_database(database_env: dict[str, str]) -> None:
-    result = invoke("migrate.validate", env=database_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == len(SERVICES)
-    for service, line in zip(SERVICES, lines, strict=True):
-        assert line == f"{service}: ok, head {read_history(service).heads[0]}"
-    assert "(files only)" not in result.stdout
+    result = invoke("migrate.validate", env=database_env, clean=True)
+    assert result.code == 0, result.output
+    lines = result.out.strip().splitlines()
+    assert lines == [f"{s}: ok, head {head(s)[0]}" for s in SERVICES]
+    assert "(files only)" not in result.out

@@ -10,13 +10,13 @@ from decimal import Decimal
 
 import pytest
 from alembic.script import ScriptDirectory
+from helpers import alembic_script, config_for, head
 from pytest_alembic.tests import (
     test_model_definitions_match_ddl,
     test_single_head_revision,
     test_up_down_consistency,
     test_upgrade,
 )
-from helpers import alembic_script, config_for, head
 from shared_db import commands
 from shared_db.config import DbConfig
 from sqlalchemy import create_engine, inspect, text

@@ -1,35 +1,44 @@
-"""The project-owned local Postgres: lifetimes, reuse, root handling, cleanup."""
+"""The project-owned local Postgres: lifetimes, reuse, root handling, cleanup.
+
+Each test gets a server of its own under ``tmp_path``. As root the server runs as an
+unprivileged account that cannot enter pytest's private temporary folder, so its data
+goes to ``/var/tmp`` instead (see ``LocalServer``); the fixture removes that too.
+(How a throwaway server dies with a killed parent: test_watchdog.py.)
+"""
 
 import os
 import pwd
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from shared_db.postgres import local
-from shared_db.postgres.accounts import server_account
-from shared_db.postgres.local import LocalServer
-from shared_db.processes import alive
+from db_devtools.errors import ProvisioningError
+from db_devtools.provisioning.accounts import server_account
+from db_devtools.provisioning.binaries import find_bin_dir
+from db_devtools.provisioning.local import LocalServer
+from db_devtools.provisioning.ports import port_free
+from db_devtools.provisioning.processes import alive
+from sqlalchemy.engine import URL
+
+
+def remove_outside_state(server: LocalServer) -> None:
+    """The folders a server keeps outside its state folder (/var/tmp, /dev/shm)."""
+    for folder in (server.runtime_dir, server.scratch_dir):
+        if not folder.is_relative_to(server.state_dir):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LocalServer]:
-    tmp_path.chmod(0o755)
     instance = LocalServer(tmp_path / ".postgres")
     yield instance
     instance.down()
+    remove_outside_state(instance)
 
 
-def _query(url: object, sql: str) -> object:
-    from sqlalchemy.engine import URL
-
-    assert isinstance(url, URL)
+def _query(url: URL, sql: str) -> object:
     with psycopg.connect(
         host=url.host, port=url.port, user=url.username, password=url.password, dbname="postgres"
     ) as conn:
@@ -43,12 +52,14 @@ def test_up_is_cold_then_reused_then_warm_after_down(server: LocalServer) -> Non
     assert how == "cold"
     url = info.url(server.password())
     assert _query(url, "SELECT 1") == 1
+    assert server.running() == info
     again, how = server.up()
     assert (how, again.pid, again.port) == ("reused", info.pid, info.port)
     assert server.down() is True
     assert server.running() is None
+    assert not alive(info.pid)
     assert server.down() is False
-    port_still_free = local._free_port(info.port) == info.port
+    port_still_free = port_free(info.port)
     restarted, how = server.up()
     assert how == "warm"
     if port_still_free:  # another process may have taken it meanwhile
@@ -71,9 +82,24 @@ def test_as_root_the_server_runs_as_an_unprivileged_account(server: LocalServer)
     info, _ = server.up()
     account = server_account()
     assert account is not None and account.uid != 0
+    assert server.account == account
     owner = Path(f"/proc/{info.pid}").stat().st_uid
     assert owner == account.uid, f"postmaster runs as {pwd.getpwuid(owner).pw_name}"
     assert Path(info.data_dir).stat().st_uid == account.uid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges applies to root only")
+def test_the_configured_account_runs_the_server(tmp_path: Path) -> None:
+    instance = LocalServer(tmp_path / ".postgres", pg_user="nobody")
+    try:
+        info, _ = instance.up()
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert Path(f"/proc/{info.pid}").stat().st_uid == nobody
+    finally:
+        instance.down()
+        remove_outside_state(instance)
+    with pytest.raises(ProvisioningError, match="refuses to run as root"):
+        LocalServer(tmp_path / ".postgres", pg_user="root")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can hide the checkout from the account")
@@ -86,45 +112,32 @@ def test_checkout_the_account_cannot_enter(tmp_path: Path) -> None:
         assert how == "cold"
         assert not Path(info.data_dir).is_relative_to(hidden)
         assert Path(info.data_dir).parent.name.startswith("signalmarket-postgres-")
+        assert instance.runtime_dir.is_relative_to("/var/tmp")
         assert _query(info.url(instance.password()), "SELECT 1") == 1
         assert (hidden / "checkout" / ".postgres" / "server.json").exists()
     finally:
         instance.down()
-        runtime = instance.runtime_dir
-        if runtime.is_relative_to("/var/tmp"):
-            subprocess.run(["rm", "-rf", str(runtime)], check=True)
+        remove_outside_state(instance)
+    assert not instance.runtime_dir.exists()
+
+
+def test_the_configured_binaries_are_used_or_refused(tmp_path: Path) -> None:
+    real = find_bin_dir()
+    assert LocalServer(tmp_path / "a" / ".postgres", pg_bin=real).pg_bin == real
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    with pytest.raises(ProvisioningError) as error:
+        LocalServer(tmp_path / "b" / ".postgres", pg_bin=empty).up()
+    assert error.value.kind == "bad_pg_bin"
+    assert str(empty) in str(error.value)
 
 
 def test_throwaway_server_is_removed_on_stop(server: LocalServer) -> None:
     throwaway = server.throwaway()
     data_dir = Path(throwaway.info.data_dir)
+    assert data_dir.is_dir()
     assert _query(throwaway.url(), "SELECT 2") == 2
     throwaway.stop()
     assert not data_dir.exists()
     assert not alive(throwaway.info.pid)
-
-
-def test_throwaway_server_dies_with_a_killed_parent(server: LocalServer) -> None:
-    """A hard-killed test run leaves no server behind (parent-death signal)."""
-    script = textwrap.dedent(
-        f"""
-        import os, sys
-        from pathlib import Path
-        from shared_db.postgres.local import LocalServer
-        server = LocalServer(Path({str(server.state_dir)!r})).throwaway()
-        print(server.info.pid, flush=True)
-        os.kill(os.getpid(), 9)
-        """
-    )
-    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert child.returncode == -signal.SIGKILL, child.stderr
-    pid = int(child.stdout.strip())
-    deadline = time.monotonic() + 10
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid), "the throwaway server outlived its parent"
-    # Its data folder is swept by the next throwaway start.
-    leftovers = list(server.scratch_dir.glob("test-*"))
-    assert any(p.is_dir() for p in leftovers)
-    server.throwaway().stop()
-    assert not [p for p in server.scratch_dir.glob("test-*") if p.is_dir()]
+    assert server.running() is None, "a throwaway server is not the long-lived one"

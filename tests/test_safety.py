@@ -1,28 +1,51 @@
 """Safety of the workflow: destructive changes, tamper check, atomicity, least privilege,
 masked secrets. (Lint is in test_lint.py, bad input in test_bad_input.py.)"""
 
+import logging
+import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
+from unittest import mock
 
 import psycopg
 import pytest
-from conftest import MODELS, VERSIONS, Repo
+from alembic.operations import ops
+from db_devtools.provisioning.databases import drop_database, ensure_service_database
+from db_devtools.workflow.changes import describe, describe_all, destructive_changes, widens
 from helpers import BROKEN_REVISION as BROKEN
-from helpers import free_port, raw, sql
-from shared_db import checksums, commands
-from shared_db.authoring import _widens
-from shared_db.commands import connect
-from shared_db.databases import drop_database, ensure_service_database
-from sqlalchemy import BigInteger, Integer, Numeric, SmallInteger, String, Text
+from helpers import (
+    MODELS,
+    ROOT,
+    VERSIONS,
+    Repo,
+    config_for,
+    execute,
+    head,
+    raw,
+    service_client,
+    sql,
+)
+from scoring_engine.settings import ScoringEngineSettings
+from shared_db import commands, records
+from shared_db.config import DbConfig
+from shared_db.connections import connect
+from shared_db.history import read_history
+from shared_db.web.app import StartupFailed, start
+from sqlalchemy import BigInteger, Column, Integer, Numeric, SmallInteger, String, Text
 from sqlalchemy.engine import URL
+
+SCORING = "scoring_engine"
+NO_URL_LINE = (
+    "scoring_engine: startup failed: no database URL: set SCORING_ENGINE_DATABASE_URL or "
+    "DATABASE_URL; in development, get one with: invoke db.url --service scoring_engine"
+)
 
 # -- destructive changes -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "widens"),
+    ("old", "new", "widening"),
     [
         (String(16), String(64), True),
         (String(64), String(16), False),
@@ -36,8 +59,83 @@ from sqlalchemy.engine import URL
         (Integer(), String(10), False),
     ],
 )
-def test_type_changes_that_lose_data_are_narrowing(old: object, new: object, widens: bool) -> None:
-    assert _widens(old, new) is widens
+def test_type_changes_that_lose_data_are_narrowing(
+    old: object, new: object, widening: bool
+) -> None:
+    assert widens(old, new) is widening
+
+
+def test_destructive_changes_are_the_drops_and_narrowings_among_the_operations() -> None:
+    operations: list[ops.MigrateOperation] = [
+        ops.CreateTableOp("notes", [Column("id", Integer, primary_key=True)]),
+        ops.DropTableOp("old_scores"),
+        ops.DropTableOp("mockups", schema="mockups"),
+        ops.AddColumnOp("scores", Column("note", Text)),
+        ops.AlterColumnOp(
+            "scores", "status", existing_type=String(16), modify_type=String(8)
+        ),  # narrowing
+        ops.AlterColumnOp(
+            "scores", "model_version", existing_type=String(16), modify_type=Text()
+        ),  # widening
+        ops.AlterColumnOp("scores", "value", existing_type=Numeric(6, 5), modify_nullable=True),
+        ops.ModifyTableOps(
+            "score_feedback",
+            [
+                ops.AddColumnOp("score_feedback", Column("weight", Numeric(6, 3))),
+                ops.DropColumnOp("score_feedback", "comment"),
+            ],
+        ),
+    ]
+    assert destructive_changes(operations) == [
+        "remove table old_scores",
+        "remove table mockups.mockups",
+        "narrow scores.status from VARCHAR(16) to VARCHAR(8)",
+        "remove column score_feedback.comment",
+    ]
+    safe = [operations[0], operations[3], operations[5], operations[6]]
+    assert destructive_changes(safe) == []
+    # Every operation, the groups opened: the list migrate.revision prints.
+    assert describe_all(operations) == [
+        "add table notes",
+        "remove table old_scores",
+        "remove table mockups.mockups",
+        "add column scores.note",
+        "modify type of scores.status",
+        "modify type of scores.model_version",
+        "modify nullable of scores.value",
+        "add column score_feedback.weight",
+        "remove column score_feedback.comment",
+    ]
+
+
+def test_describe_names_each_kind_of_operation() -> None:
+    assert describe(ops.CreateIndexOp("ix_scores_value", "scores", ["value"])) == (
+        "add index ix_scores_value"
+    )
+    assert describe(ops.DropIndexOp("ix_scores_value", table_name="scores")) == (
+        "remove index ix_scores_value"
+    )
+    assert describe(ops.DropConstraintOp("uq_scores_signal", "scores", type_="unique")) == (
+        "remove constraint uq_scores_signal on scores"
+    )
+    assert describe(ops.CreateUniqueConstraintOp("uq_scores_signal", "scores", ["signal_id"])) == (
+        "add constraint uq_scores_signal on scores"
+    )
+    renamed = ops.AlterColumnOp(
+        "scores",
+        "status",
+        schema="mockups",
+        modify_name="state",
+        modify_server_default="'queued'",
+        modify_nullable=False,
+    )
+    assert describe(renamed) == "modify nullable, server default, name of mockups.scores.status"
+    # Alembic's markers: NOT NULL is modify_nullable=False, a dropped default is None.
+    not_null = ops.AlterColumnOp("scores", "value", modify_nullable=False)
+    assert describe(not_null) == "modify nullable of scores.value"
+    no_default = ops.AlterColumnOp("scores", "status", modify_server_default=None)
+    assert describe(no_default) == "modify server default of scores.status"
+    assert describe(ops.ExecuteSQLOp("SELECT 1")) == "ExecuteSQLOp"
 
 
 def test_dropping_a_column_needs_allow_destructive(repo: Repo) -> None:
@@ -47,73 +145,82 @@ def test_dropping_a_column_needs_allow_destructive(repo: Repo) -> None:
     assert comment in source
     models.write_text(source.replace(comment, ""))
     before = repo.revisions()
-    refused = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "drop comment")
+    # The copy's models changed: its own code autogenerates, in a process.
+    refused = repo.invoke_process("migrate.revision", "--service", SCORING, "-m", "drop comment")
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
-        "error: autogenerate proposes changes that lose data in scoring_engine: "
+        "error: scoring_engine: autogenerate proposes changes that lose data: "
         "remove column score_feedback.comment; nothing written; if intended, run again "
         "with --allow-destructive"
     )
     assert repo.revisions() == before
-    allowed = repo.invoke(
-        "migrate.revision", "--service", "scoring_engine", "-m", "drop comment",
-        "--allow-destructive",
-    )  # fmt: skip
+    allowed = repo.invoke_process(
+        "migrate.revision", "--service", SCORING, "-m", "drop comment", "--allow-destructive"
+    )
     assert allowed.returncode == 0, allowed.stderr
+    assert "  - remove column score_feedback.comment" in allowed.stdout.splitlines()
+    assert repo.revisions() == sorted([*before, "0011_drop_comment.py"])
     written = repo.path / VERSIONS / "0011_drop_comment.py"
     assert 'op.drop_column("score_feedback", "comment")' in written.read_text()
+
+
+def test_autogenerate_with_nothing_to_do_writes_nothing(repo: Repo) -> None:
+    # The copy's models are the installed ones: in-process is enough.
+    before = repo.revisions()
+    result = repo.invoke("migrate.revision", "--service", SCORING, "-m", "nothing")
+    assert result.one_line_error() == (
+        "error: scoring_engine: no model changes found: the models match the head; "
+        "change a model in shared_db/models/scoring_engine.py, or write one by hand with --empty"
+    )
+    assert repo.revisions() == before
+    assert repo.git("status", "--porcelain") == ""
 
 
 # -- tamper check ----------------------------------------------------------------------
 
 
 def test_each_applied_revision_records_its_checksum(empty_database: URL) -> None:
-    commands.upgrade("scoring_engine", "0002", url=empty_database)
+    config = config_for(empty_database)
+    assert commands.upgrade(config, SCORING, "0002").after == ("0002",)
     rows = dict(
-        sql(empty_database, "SELECT revision, checksum FROM alembic_checksums_scoring_engine")
+        sql(empty_database, f"SELECT revision, checksum FROM {records.checksum_table(SCORING)}")
     )
     assert set(rows) == {"0001", "0002"}
-    from shared_db.history import read_history
-
-    history = read_history("scoring_engine")
-    assert rows["0002"] == checksums.file_checksum(history.revisions["0002"].path)
-    commands.downgrade("scoring_engine", "0001", url=empty_database)
-    assert [
-        r[0] for r in sql(empty_database, "SELECT revision FROM alembic_checksums_scoring_engine")
-    ] == ["0001"]
+    history = read_history(DbConfig(), SCORING)
+    assert rows["0002"] == records.file_checksum(history.revisions["0002"].path)
+    assert commands.downgrade(config, SCORING, "0001").after == ("0001",)
+    assert sql(empty_database, f"SELECT revision FROM {records.checksum_table(SCORING)}") == [
+        ("0001",)
+    ]
 
 
-def test_a_changed_file_is_reported_by_validate_and_ready(
-    repo: Repo, empty_database: URL, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_changed_file_is_reported_by_validate_and_ready(repo: Repo, empty_database: URL) -> None:
     database = {"DATABASE_URL": raw(empty_database)}
-    assert (
-        repo.invoke("migrate.upgrade", "--service", "scoring_engine", env=database).returncode == 0
-    )
+    upgraded = repo.invoke("migrate.upgrade", "--service", SCORING, env=database)
+    assert upgraded.code == 0, upgraded.output
     edited = repo.path / VERSIONS / "0002_add_status_column.py"
     edited.write_text(edited.read_text().replace("'pending'", "'queued'"))
-    result = repo.invoke(
-        "migrate.validate", "--service", "scoring_engine", "--no-lint", env=database
-    )
-    assert result.returncode == 1
-    assert (
+    result = repo.invoke("migrate.validate", "--service", SCORING, "--no-lint", env=database)
+    assert result.code == 1
+    tampered = [line for line in result.out.splitlines() if "was applied" in line]
+    assert tampered == [
         "scoring_engine: revision 0002 was applied to scoring_engine's database and its file "
-        "0002_add_status_column.py has changed since" in result.stdout
+        "0002_add_status_column.py has changed since; restore the applied version "
+        f"(git log -p -- {VERSIONS / '0002_add_status_column.py'}); put new changes in a new "
+        "revision: invoke migrate.revision --service scoring_engine -m '...'"
+    ]
+    # The installed files are unchanged: the same database is not tampered for them...
+    with connect(config_for(empty_database), SCORING) as connection:
+        assert (
+            records.modified_revisions(SCORING, read_history(DbConfig(), SCORING), connection) == []
+        )
+    # ...until a recorded checksum differs from its file; /ready says which revision.
+    execute(
+        empty_database,
+        f"UPDATE {records.checksum_table(SCORING)} SET checksum = repeat('0', 64) "
+        "WHERE revision = '0004'",
     )
-    # The installed code sees the same database as tampered once its checksum differs.
-    with connect("scoring_engine", empty_database) as conn:
-        assert checksums.modified_revisions("scoring_engine", conn) == []
-    sql_update = (
-        "UPDATE alembic_checksums_scoring_engine SET checksum = repeat('0', 64) "
-        "WHERE revision = '0004'"
-    )
-    target = raw(empty_database.set(drivername="postgresql"))
-    with psycopg.connect(target, autocommit=True) as conn:
-        conn.execute(sql_update)
-    monkeypatch.setenv("DATABASE_URL", raw(empty_database))
-    from helpers import service_client
-
-    with service_client("scoring_engine", empty_database, monkeypatch) as client:
+    with service_client(SCORING, empty_database) as client:
         ready = client.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["modified_since_applied"] == ["0004"]
@@ -124,13 +231,17 @@ def test_a_changed_file_is_reported_by_validate_and_ready(
 
 def test_a_failing_revision_leaves_the_last_good_one(repo: Repo, empty_database: URL) -> None:
     (repo.path / VERSIONS / "0011_broken.py").write_text(BROKEN)
-    database = {"DATABASE_URL": raw(empty_database)}
-    result = repo.invoke("migrate.upgrade", "--service", "scoring_engine", env=database)
-    assert result.returncode == 1
-    line = result.stderr.strip()
-    assert "\n" not in line and "Traceback" not in line
-    assert "failed in revision 0011" in line and "the database stays at 0010" in line
-    assert commands.current("scoring_engine", empty_database) == ("0010",)
+    result = repo.invoke(
+        "migrate.upgrade", "--service", SCORING, env={"DATABASE_URL": raw(empty_database)}
+    )
+    line = result.one_line_error()
+    assert line.startswith("error: scoring_engine: revision 0011 failed: ")
+    assert 'relation "no_such_table" does not exist' in line
+    assert line.endswith(
+        "; the database stays at 0010; "
+        "fix that revision, then run: invoke migrate.upgrade --service scoring_engine"
+    )
+    assert commands.current(config_for(empty_database), SCORING) == head(SCORING) == ("0010",)
     columns = sql(
         empty_database,
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'scores'",
@@ -138,7 +249,7 @@ def test_a_failing_revision_leaves_the_last_good_one(repo: Repo, empty_database:
     assert ("half_done",) not in columns
     recorded = sql(
         empty_database,
-        "SELECT revision FROM alembic_checksums_scoring_engine WHERE revision = '0011'",
+        f"SELECT revision FROM {records.checksum_table(SCORING)} WHERE revision = '0011'",
     )
     assert recorded == []
 
@@ -153,7 +264,7 @@ def test_each_service_role_owns_its_database_and_cannot_open_another(pg_server: 
     try:
         scoring, gateway = urls[names[0]], urls[names[1]]
         # The scoring role runs its own migrations: it may create schemas and tables.
-        assert commands.upgrade("scoring_engine", url=scoring) == ("0010",)
+        assert commands.upgrade(config_for(scoring), SCORING).after == head(SCORING)
         owners = sql(
             scoring,
             "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname IN ('public', 'mockups')",
@@ -166,26 +277,73 @@ def test_each_service_role_owns_its_database_and_cannot_open_another(pg_server: 
     finally:
         for name in names:
             drop_database(pg_server.set(database=name))
-            with psycopg.connect(
-                raw(pg_server.set(drivername="postgresql")), autocommit=True
-            ) as conn:
-                conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+            execute(pg_server.set(database="postgres"), f'DROP ROLE IF EXISTS "{name}"')
 
 
-# -- secrets ---------------------------------------------------------------------------
+# -- secrets and startup refusals ----------------------------------------------------------
 
 
-def test_startup_failure_log_masks_the_password(pg_server: URL) -> None:
-    wrong = pg_server.set(username="postgres", password="hunter2-secret", database="postgres")
+def _start_with(environ: dict[str, str], caplog: pytest.LogCaptureFixture) -> str:
+    """Start scoring_engine in this process with only ``environ``'s database settings;
+    returns the one error line it logged (and checks it is the one it raised)."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("DATABASE_URL") and k != "SIGNALMARKET_CONTAINER"
+    }
+    caplog.clear()
+    with (
+        caplog.at_level(logging.INFO, "signalmarket"),
+        mock.patch.dict(os.environ, {**clean, **environ}, clear=True),
+        pytest.raises(StartupFailed) as failed,
+    ):
+        start(ScoringEngineSettings)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    line = errors[0].getMessage()
+    assert "\n" not in line
+    assert (
+        line == f"scoring_engine: startup failed: {str(failed.value).removeprefix(SCORING + ': ')}"
+    )
+    return line
+
+
+def test_startup_failure_log_masks_the_password(
+    pg_server: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database that does not exist: should the server not check passwords, the test
+    # fails without migrating anything.
+    missing = f"no_such_{secrets.token_hex(4)}"
+    wrong = pg_server.set(password="hunter2-secret", database=missing)
+    line = _start_with({"DATABASE_URL": raw(wrong), "DATABASE_WAIT_TIMEOUT": "0.5"}, caplog)
+    assert "hunter2-secret" not in caplog.text
+    # Where, not the URL: host, port and database only.
+    assert f"cannot use the database at {pg_server.host}:{pg_server.port}/{missing}: " in line
+    assert "password authentication failed" in line
+    assert line.endswith(
+        "; check the credentials and database in SCORING_ENGINE_DATABASE_URL or DATABASE_URL"
+    )
+
+
+def test_without_a_url_the_service_refuses_to_start(caplog: pytest.LogCaptureFixture) -> None:
+    # Neither SCORING_ENGINE_DATABASE_URL nor DATABASE_URL: one line naming both.
+    assert _start_with({}, caplog) == NO_URL_LINE
+    # In a container, no invoke command: the variables to set there.
+    line = _start_with({"SIGNALMARKET_CONTAINER": "1"}, caplog)
+    assert line.endswith("give the container one in its environment (compose file, manifest)")
+    assert "SCORING_ENGINE_DATABASE_URL or DATABASE_URL" in line and "invoke" not in line
+
+    # The real process: exit code 1 and that single line, no traceback, no server.
     process = subprocess.run(
-        [sys.executable, "-m", "scoring_engine", "--port", str(free_port())],
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": raw(wrong), "DATABASE_WAIT_TIMEOUT": "0.5"},
+        [sys.executable, "-m", SCORING, "--port", "1"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).parent,
+        cwd=ROOT / "tests",
     )
-    assert process.returncode == 1
-    output = process.stdout + process.stderr
-    assert "hunter2-secret" not in output
-    assert "startup failed" in output and "***" in output
+    assert process.returncode == 1, process.stdout + process.stderr
+    assert process.stdout == ""
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1, process.stderr
+    assert lines[0].endswith(f" ERROR signalmarket.startup: {NO_URL_LINE}")

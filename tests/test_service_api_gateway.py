@@ -1,59 +1,59 @@
 """The api_gateway service on a real Postgres: API keys, scopes, and forwarding.
 
-The last test sends one request through the gateway to a real scoring_engine process
-and its own database, and back.
+The upstream services run in this process, reached through ``httpx.ASGITransport``
+(their apps with their own databases); one test sends a request through the gateway's
+own HTTP client to a real scoring_engine process, over TCP, and back.
 """
 
 import hashlib
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from api_gateway.settings import UPSTREAMS, ApiGatewaySettings
+from db_devtools.provisioning.databases import scratch_database
+from db_devtools.provisioning.ports import free_port
+from dev_tasks.readiness import Target, wait_ready
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from helpers import assert_problem, free_port, raw, sql
-from shared_db import settings
-from shared_db.databases import scratch_database
+from helpers import assert_migrated_on_startup, assert_problem, raw, service_client, sql
 from sqlalchemy.engine import URL
 
+SERVICE = "api_gateway"
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
-UPSTREAM_ENV = ("SIGNAL_INGESTION_URL", "SCORING_ENGINE_URL", "MARKETPLACE_PUBLISHER_URL")
 
 
 @pytest.fixture
-def gateway_env(empty_database: URL, monkeypatch: pytest.MonkeyPatch) -> URL:
-    """The gateway's environment: its own empty database, an admin token, and upstreams
-    on closed ports (tests that need a live one point its URL elsewhere)."""
-    monkeypatch.setenv("DATABASE_URL", raw(empty_database))
-    monkeypatch.delenv("API_GATEWAY_DATABASE_URL", raising=False)
-    monkeypatch.delenv("SKIP_MIGRATIONS", raising=False)
-    monkeypatch.setenv("ADMIN_TOKEN", ADMIN_TOKEN)
-    monkeypatch.setenv("UPSTREAM_TIMEOUT", "5")
-    for name in UPSTREAM_ENV:
-        monkeypatch.setenv(name, f"http://127.0.0.1:{free_port()}")
-    settings.reset()
-    return empty_database
-
-
-def start_gateway() -> TestClient:
-    from api_gateway.app import app
-
-    return TestClient(app)
+def gateway_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The gateway's environment besides its database: an admin token, and upstreams on
+    closed ports (tests that need a live one route it in-process, see ``upstream_apps``)."""
+    monkeypatch.delenv("ADMIN_TOKEN", raising=False)
+    return {
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "UPSTREAM_TIMEOUT": "5",
+        **{f"{service.upper()}_URL": f"http://127.0.0.1:{free_port()}" for service in UPSTREAMS},
+    }
 
 
 @pytest.fixture
-def client(gateway_env: URL) -> Iterator[TestClient]:
-    """A client of the gateway, whose startup migrated its empty database."""
-    with start_gateway() as test_client:
+def database(migrated_database: Callable[[str], URL]) -> URL:
+    """A new database already at the service's head (a copy of its template)."""
+    return migrated_database(SERVICE)
+
+
+@pytest.fixture
+def client(database: URL, gateway_env: dict[str, str]) -> Iterator[TestClient]:
+    """A client of the gateway on a database at head: its startup finds nothing to migrate."""
+    with service_client(SERVICE, database, **gateway_env) as test_client:
         yield test_client
 
 
@@ -67,17 +67,41 @@ def create_key(client: TestClient, *scopes: str, name: str = "test") -> dict[str
 
 
 @contextmanager
-def mock_upstreams(
-    client: TestClient, handler: Callable[[httpx.Request], httpx.Response]
-) -> Iterator[None]:
-    """Within: the gateway forwards to ``handler`` instead of the network."""
-    state = client.app.state  # type: ignore[attr-defined]
+def http_client(client: TestClient, replacement: httpx.AsyncClient) -> Iterator[None]:
+    """Within: the gateway forwards with ``replacement`` instead of its own HTTP client."""
+    state = app_of(client).state
     real = state.http_client
-    state.http_client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    state.http_client = replacement
     try:
         yield
     finally:
         state.http_client = real
+        assert client.portal is not None
+        client.portal.call(replacement.aclose)
+
+
+def mock_upstreams(
+    client: TestClient, handler: Callable[[httpx.Request], httpx.Response]
+) -> AbstractContextManager[None]:
+    """Within: the gateway forwards to ``handler`` instead of the network."""
+    return http_client(client, httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+
+
+def app_of(client: TestClient) -> FastAPI:
+    app = client.app
+    assert isinstance(app, FastAPI)
+    return app
+
+
+def upstream_apps(client: TestClient, apps: Mapping[str, FastAPI]) -> AbstractContextManager[None]:
+    """Within: the gateway reaches these services' apps in this process, through
+    ``httpx.ASGITransport`` at the URLs its settings name; the others as configured."""
+    settings: ApiGatewaySettings = app_of(client).state.settings
+    mounts = {
+        settings.upstream_url(service): httpx.ASGITransport(app=app)
+        for service, app in apps.items()
+    }
+    return http_client(client, httpx.AsyncClient(mounts=mounts, timeout=settings.upstream_timeout))
 
 
 # --- Admin API ----------------------------------------------------------------------------
@@ -96,13 +120,12 @@ def test_admin_api_needs_the_admin_token(client: TestClient) -> None:
 
 @pytest.mark.parametrize("value", [None, ""])
 def test_admin_api_is_disabled_without_admin_token(
-    gateway_env: URL, monkeypatch: pytest.MonkeyPatch, value: str | None
+    empty_database: URL, gateway_env: dict[str, str], value: str | None
 ) -> None:
-    if value is None:
-        monkeypatch.delenv("ADMIN_TOKEN")
-    else:
-        monkeypatch.setenv("ADMIN_TOKEN", value)
-    with start_gateway() as client:
+    env = {k: v for k, v in gateway_env.items() if k != "ADMIN_TOKEN"}
+    if value is not None:
+        env["ADMIN_TOKEN"] = value
+    with service_client(SERVICE, empty_database, **env) as client:
         body = {"name": "k", "scopes": []}
         for headers in ({}, ADMIN, {"X-Admin-Token": ""}):
             problem = assert_problem(client.post("/admin/keys", json=body, headers=headers), 403)
@@ -110,7 +133,7 @@ def test_admin_api_is_disabled_without_admin_token(
 
 
 def test_created_key_is_shown_once_and_only_its_hash_is_stored(
-    client: TestClient, gateway_env: URL
+    client: TestClient, database: URL
 ) -> None:
     created = create_key(client, "scoring_engine:read", "scoring_engine:write", name="partner")
     plaintext = created["key"]
@@ -119,14 +142,14 @@ def test_created_key_is_shown_once_and_only_its_hash_is_stored(
     assert plaintext.startswith(f"sm_{created['key_prefix']}_")
     assert len(plaintext) > 40
 
-    [(key_id, prefix, key_hash)] = sql(gateway_env, "SELECT id, key_prefix, key_hash FROM api_keys")
+    [(key_id, prefix, key_hash)] = sql(database, "SELECT id, key_prefix, key_hash FROM api_keys")
     assert (key_id, prefix) == (created["id"], created["key_prefix"])
     assert key_hash == hashlib.sha256(plaintext.encode()).hexdigest()
     secret = plaintext.split("_", 2)[2]  # the secret may itself contain "_"
     for table in ("api_keys", "api_key_scopes"):
-        for (row,) in sql(gateway_env, f"SELECT row_to_json(t)::text FROM {table} t"):
+        for (row,) in sql(database, f"SELECT row_to_json(t)::text FROM {table} t"):
             assert plaintext not in row and secret not in row, f"{table} stores the key: {row}"
-    scopes = sql(gateway_env, "SELECT scope FROM api_key_scopes ORDER BY scope")
+    scopes = sql(database, "SELECT scope FROM api_key_scopes ORDER BY scope")
     assert scopes == [("scoring_engine:read",), ("scoring_engine:write",)]
 
     other = create_key(client, "scoring_engine:read")
@@ -171,11 +194,11 @@ def test_a_key_needs_the_scope_of_the_method(client: TestClient) -> None:
     assert_problem(client.get("/scoring_engine/scores", headers=headers), 502)
 
 
-def test_a_revoked_key_is_refused(client: TestClient, gateway_env: URL) -> None:
+def test_a_revoked_key_is_refused(client: TestClient, database: URL) -> None:
     created = create_key(client, "scoring_engine:read")
     headers = {"X-API-Key": created["key"]}
     assert_problem(client.get("/scoring_engine/scores", headers=headers), 502)  # accepted
-    [(last_used,)] = sql(gateway_env, "SELECT last_used_at FROM api_keys")
+    [(last_used,)] = sql(database, "SELECT last_used_at FROM api_keys")
     assert last_used is not None
 
     revoked = client.delete(f"/admin/keys/{created['id']}", headers=ADMIN)
@@ -184,7 +207,7 @@ def test_a_revoked_key_is_refused(client: TestClient, gateway_env: URL) -> None:
     assert_problem(client.get("/scoring_engine/scores", headers=headers), 401)
     again = client.delete(f"/admin/keys/{created['id']}", headers=ADMIN)
     assert again.json()["revoked_at"] == revoked.json()["revoked_at"], "revoking is idempotent"
-    assert sql(gateway_env, "SELECT count(*) FROM api_keys") == [(1,)], "the row is kept"
+    assert sql(database, "SELECT count(*) FROM api_keys") == [(1,)], "the row is kept"
 
 
 def test_unknown_service_is_404_listing_the_valid_ones(client: TestClient) -> None:
@@ -198,9 +221,18 @@ def test_unknown_service_is_404_listing_the_valid_ones(client: TestClient) -> No
             assert service in problem["detail"]
 
 
-def test_health_and_ready_are_served(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok", "service": "api_gateway"}
-    assert client.get("/ready").status_code == 200
+def test_startup_migrates_the_empty_database(empty_database: URL) -> None:
+    with service_client(SERVICE, empty_database) as client:
+        assert_migrated_on_startup(client, empty_database, SERVICE)
+
+
+def test_the_gateways_own_database_url_wins_over_database_url(
+    empty_database: URL, gateway_env: dict[str, str]
+) -> None:
+    elsewhere = URL.create("postgresql+psycopg", "nobody", "x", "127.0.0.1", 1, "nothing")
+    own = {"API_GATEWAY_DATABASE_URL": raw(empty_database)}
+    with service_client(SERVICE, elsewhere, **gateway_env, **own) as client:
+        assert_migrated_on_startup(client, empty_database, SERVICE)
 
 
 # --- Forwarding ---------------------------------------------------------------------------
@@ -256,62 +288,43 @@ def test_upstream_timeout_is_504(client: TestClient) -> None:
     assert key not in response.text
 
 
-# --- End to end: gateway -> scoring_engine -> its database, and back -----------------------
+# --- End to end: gateway -> service -> its database, and back -----------------------------
 
 
 @pytest.fixture
-def scoring_engine(pg_server: URL, tmp_path: Path) -> Iterator[tuple[str, URL]]:
-    """A real scoring_engine process on its own empty database: (base URL, database URL)."""
+def upstream_database(pg_server: URL) -> Iterator[URL]:
+    """An empty database of the upstream service (the gateway has its own)."""
     with scratch_database(pg_server, "upstream") as database:
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": raw(database)}
-        env.pop("SCORING_ENGINE_DATABASE_URL", None)
-        env.pop("SKIP_MIGRATIONS", None)
-        log_path = tmp_path / "scoring_engine.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "scoring_engine", "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(base, process, log_path)
-            yield base, database
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        yield database
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"scoring_engine exited {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"scoring_engine not ready within 30 s:\n{log_path.read_text()}")
+def test_each_service_is_reached_at_its_own_url(client: TestClient, database: URL) -> None:
+    """``/<service>/health`` reaches that service's own app, for each of the three."""
+    key = create_key(client, *(f"{service}:read" for service in UPSTREAMS))["key"]
+    with ExitStack() as stack:
+        # /health needs no schema: the upstreams skip their migration.
+        upstreams = [
+            stack.enter_context(service_client(service, database, SKIP_MIGRATIONS="1"))
+            for service in UPSTREAMS
+        ]
+        apps = {service: app_of(c) for service, c in zip(UPSTREAMS, upstreams, strict=True)}
+        with upstream_apps(client, apps):
+            for service in UPSTREAMS:
+                answer = client.get(f"/{service}/health", headers={"X-API-Key": key})
+                assert answer.status_code == 200, answer.text
+                assert answer.json() == {"status": "ok", "service": service}
 
 
 def test_one_request_travels_gateway_service_database_and_back(
-    gateway_env: URL, scoring_engine: tuple[str, URL], monkeypatch: pytest.MonkeyPatch
+    client: TestClient, upstream_database: URL
 ) -> None:
-    base, upstream_database = scoring_engine
-    monkeypatch.setenv("SCORING_ENGINE_URL", base)
-    with start_gateway() as client:
-        key = create_key(client, "scoring_engine:write", "scoring_engine:read")["key"]
-        headers = {"X-API-Key": key}
-        signal_id = uuid.uuid4()
-
+    key = create_key(client, "scoring_engine:write", "scoring_engine:read")["key"]
+    headers = {"X-API-Key": key}
+    signal_id = uuid.uuid4()
+    with (
+        service_client("scoring_engine", upstream_database) as upstream,
+        upstream_apps(client, {"scoring_engine": app_of(upstream)}),
+    ):
         created = client.post(
             "/scoring_engine/scores",
             json={"signal_id": str(signal_id), "value": 0.5},
@@ -332,6 +345,10 @@ def test_one_request_travels_gateway_service_database_and_back(
             "/scoring_engine/scores", params={"signal_id": str(signal_id)}, headers=headers
         )
         assert [s["id"] for s in listed.json()] == [score["id"]], "the query string went along"
+        others = client.get(
+            "/scoring_engine/scores", params={"signal_id": str(uuid.uuid4())}, headers=headers
+        )
+        assert others.status_code == 200 and others.json() == []
 
         missing = client.get(f"/scoring_engine/scores/{uuid.uuid4()}", headers=headers)
         assert missing.status_code == 404, "the upstream's status comes back as is"
@@ -343,3 +360,67 @@ def test_one_request_travels_gateway_service_database_and_back(
         id=uuid.UUID(score["id"]),
     )
     assert rows == [(signal_id, Decimal("0.50000"), "pending")]
+
+
+# --- Over the network: the gateway's own HTTP client, a real scoring_engine process -------
+
+
+@pytest.fixture
+def scoring_engine_process(upstream_database: URL, tmp_path: Path) -> Iterator[str]:
+    """A real scoring_engine process on its own empty database; yields its base URL."""
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("DATABASE_URL") and k != "SKIP_MIGRATIONS"
+    }
+    env["DATABASE_URL"] = raw(upstream_database)
+    log_path = tmp_path / "scoring_engine.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scoring_engine", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def exited() -> str | None:
+        return None if process.poll() is None else log_path.read_text()
+
+    try:
+        wait_ready([Target("scoring_engine", f"{base}/ready", exited)], timeout=60)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_the_gateways_own_client_forwards_over_tcp(
+    empty_database: URL,
+    gateway_env: dict[str, str],
+    scoring_engine_process: str,
+    upstream_database: URL,
+) -> None:
+    """What the in-process transport cannot show: the HTTP client the gateway builds
+    itself, at the upstream URL from its settings, carries a request to a service
+    process and its answer back."""
+    env = {**gateway_env, "SCORING_ENGINE_URL": scoring_engine_process}
+    with service_client(SERVICE, empty_database, **env) as client:
+        key = create_key(client, "scoring_engine:write", "scoring_engine:read")["key"]
+        headers = {"X-API-Key": key}
+        signal_id = str(uuid.uuid4())
+        created = client.post(
+            "/scoring_engine/scores", json={"signal_id": signal_id, "value": 0.25}, headers=headers
+        )
+        assert created.status_code == 201, created.text
+        listed = client.get(
+            "/scoring_engine/scores", params={"signal_id": signal_id}, headers=headers
+        )
+        assert listed.status_code == 200, listed.text
+        assert listed.json() == [created.json()]
+    assert sql(upstream_database, "SELECT count(*) FROM scores") == [(1,)]

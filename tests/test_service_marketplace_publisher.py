@@ -1,25 +1,32 @@
 """The marketplace_publisher service on a real, initially empty Postgres database."""
 
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import assert_migrated_on_startup, assert_problem, service_client, sql
+from helpers import assert_migrated_on_startup, assert_problem, raw, service_client, sql
 from httpx import Response
+from marketplace_publisher.settings import MarketplacePublisherSettings
+from shared_db.web import cli
 from sqlalchemy.engine import URL
 
 SERVICE = "marketplace_publisher"
+SETTINGS = MarketplacePublisherSettings
 
 
 @pytest.fixture
-def client(empty_database: URL, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """A client of the app, whose startup (lifespan) migrated ``empty_database``."""
-    with service_client(SERVICE, empty_database, monkeypatch) as test_client:
+def database(migrated_database: Callable[[str], URL]) -> URL:
+    """A new database already at the service's head (a copy of its template)."""
+    return migrated_database(SERVICE)
+
+
+@pytest.fixture
+def client(database: URL) -> Iterator[TestClient]:
+    """A client of the app on a database at head: its startup finds nothing to migrate."""
+    with service_client(SERVICE, database) as test_client:
         yield test_client
 
 
@@ -43,8 +50,16 @@ def published_at(publication: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(publication["published_at"])
 
 
-def test_startup_migrates_the_empty_database(client: TestClient, empty_database: URL) -> None:
-    assert_migrated_on_startup(client, empty_database, SERVICE)
+def test_startup_migrates_the_empty_database(empty_database: URL) -> None:
+    with service_client(SERVICE, empty_database) as client:
+        assert_migrated_on_startup(client, empty_database, SERVICE)
+
+
+def test_the_services_own_database_url_wins_over_database_url(empty_database: URL) -> None:
+    elsewhere = URL.create("postgresql+psycopg", "nobody", "x", "127.0.0.1", 1, "nothing")
+    own = {f"{SERVICE.upper()}_DATABASE_URL": raw(empty_database)}
+    with service_client(SERVICE, elsewhere, **own) as client:
+        assert_migrated_on_startup(client, empty_database, SERVICE)
 
 
 # -- listings ------------------------------------------------------------------------
@@ -81,27 +96,25 @@ def test_list_listings_newest_first(client: TestClient) -> None:
     assert [item["id"] for item in newest] == [ids[2]]
 
 
-def test_duplicate_sku_is_409(client: TestClient, empty_database: URL) -> None:
+def test_duplicate_sku_is_409(client: TestClient, database: URL) -> None:
     first = create_listing(client, "SKU-1")
 
     response = client.post("/listings", json={"sku": "SKU-1", "title": "Another", "price_cents": 5})
 
     body = assert_problem(response, 409)
     assert "SKU-1" in body["detail"]
-    assert sql(empty_database, "SELECT id, title FROM listings") == [(first["id"], "A mug")]
+    assert sql(database, "SELECT id, title FROM listings") == [(first["id"], "A mug")]
     # The conflict left the service usable.
     assert create_listing(client, "SKU-2")["sku"] == "SKU-2"
 
 
-def test_concurrent_creates_of_one_sku_make_one_listing(
-    client: TestClient, empty_database: URL
-) -> None:
+def test_concurrent_creates_of_one_sku_make_one_listing(client: TestClient, database: URL) -> None:
     body = {"sku": "SKU-1", "title": "A mug", "price_cents": 1}
     with ThreadPoolExecutor(max_workers=8) as executor:
         responses = list(executor.map(lambda _: client.post("/listings", json=body), range(16)))
 
     assert sorted(r.status_code for r in responses) == [201] + [409] * 15
-    assert sql(empty_database, "SELECT count(*) FROM listings") == [(1,)]
+    assert sql(database, "SELECT count(*) FROM listings") == [(1,)]
 
 
 def test_get_unknown_listing_is_404(client: TestClient) -> None:
@@ -131,15 +144,13 @@ def test_get_listing_with_an_invalid_id_is_422(client: TestClient, path: str) ->
         {"title": None},
     ],
 )
-def test_invalid_listing_is_422(
-    client: TestClient, empty_database: URL, change: dict[str, Any]
-) -> None:
+def test_invalid_listing_is_422(client: TestClient, database: URL, change: dict[str, Any]) -> None:
     body = {"sku": "SKU-1", "title": "A mug", "price_cents": 100, **change}
 
     problem = assert_problem(client.post("/listings", json=body), 422)
 
     assert problem["errors"]
-    assert sql(empty_database, "SELECT count(*) FROM listings") == [(0,)]
+    assert sql(database, "SELECT count(*) FROM listings") == [(0,)]
 
 
 @pytest.mark.parametrize("missing", ["sku", "title", "price_cents"])
@@ -155,7 +166,7 @@ def test_listing_without_a_required_field_is_422(client: TestClient, missing: st
 # -- publications --------------------------------------------------------------------
 
 
-def test_first_publish_is_201(client: TestClient, empty_database: URL) -> None:
+def test_first_publish_is_201(client: TestClient, database: URL) -> None:
     listing = create_listing(client)
 
     response = publish(client, listing["id"], "etsy")
@@ -168,14 +179,10 @@ def test_first_publish_is_201(client: TestClient, empty_database: URL) -> None:
         "published",
     )
     assert publication["published_at"] is not None
-    assert sql(empty_database, "SELECT channel, status FROM publications") == [
-        ("etsy", "published")
-    ]
+    assert sql(database, "SELECT channel, status FROM publications") == [("etsy", "published")]
 
 
-def test_publishing_again_is_200_and_changes_nothing(
-    client: TestClient, empty_database: URL
-) -> None:
+def test_publishing_again_is_200_and_changes_nothing(client: TestClient, database: URL) -> None:
     listing = create_listing(client)
     first = publish(client, listing["id"], "etsy")
 
@@ -183,22 +190,20 @@ def test_publishing_again_is_200_and_changes_nothing(
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()
-    assert sql(empty_database, "SELECT count(*) FROM publications") == [(1,)]
+    assert sql(database, "SELECT count(*) FROM publications") == [(1,)]
 
 
-def test_concurrent_first_publishes_make_one_publication(
-    client: TestClient, empty_database: URL
-) -> None:
+def test_concurrent_first_publishes_make_one_publication(client: TestClient, database: URL) -> None:
     listing = create_listing(client)
     with ThreadPoolExecutor(max_workers=8) as executor:
         responses = list(executor.map(lambda _: publish(client, listing["id"], "etsy"), range(16)))
 
     assert sorted(r.status_code for r in responses) == [200] * 15 + [201]
     assert len({r.json()["id"] for r in responses}) == 1
-    assert sql(empty_database, "SELECT count(*) FROM publications") == [(1,)]
+    assert sql(database, "SELECT count(*) FROM publications") == [(1,)]
 
 
-def test_withdraw_then_republish(client: TestClient, empty_database: URL) -> None:
+def test_withdraw_then_republish(client: TestClient, database: URL) -> None:
     listing = create_listing(client)
     first = publish(client, listing["id"], "etsy").json()
 
@@ -206,7 +211,7 @@ def test_withdraw_then_republish(client: TestClient, empty_database: URL) -> Non
 
     assert withdrawn.status_code == 200, withdrawn.text
     assert withdrawn.json() == {**first, "status": "withdrawn"}
-    assert sql(empty_database, "SELECT status FROM publications") == [("withdrawn",)]
+    assert sql(database, "SELECT status FROM publications") == [("withdrawn",)]
 
     republished = publish(client, listing["id"], "etsy")
 
@@ -214,9 +219,7 @@ def test_withdraw_then_republish(client: TestClient, empty_database: URL) -> Non
     assert republished.json()["id"] == first["id"]
     assert republished.json()["status"] == "published"
     assert published_at(republished.json()) > published_at(first)
-    assert sql(empty_database, "SELECT count(*), min(status) FROM publications") == [
-        (1, "published")
-    ]
+    assert sql(database, "SELECT count(*), min(status) FROM publications") == [(1, "published")]
 
 
 def test_withdrawing_twice_is_200(client: TestClient) -> None:
@@ -281,10 +284,11 @@ def test_invalid_publication_is_422(client: TestClient, body: dict[str, Any]) ->
     assert_problem(client.post(f"/listings/{listing['id']}/publications", json=body), 422)
 
 
-def test_cli_help() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", SERVICE, "--help"], capture_output=True, text=True, timeout=60
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert "--port" in result.stdout
+def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m SERVICE --help`` (the entry point itself runs in test_packages)."""
+    with pytest.raises(SystemExit) as exited:
+        cli.run(SETTINGS, ["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m {SERVICE} ")
+    assert "--port" in out

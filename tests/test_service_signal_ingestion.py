@@ -1,25 +1,32 @@
 """The signal_ingestion service on a real, initially empty Postgres database."""
 
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import assert_migrated_on_startup, assert_problem, service_client, sql
+from helpers import assert_migrated_on_startup, assert_problem, raw, service_client, sql
 from httpx import Response
+from shared_db.web import cli
+from signal_ingestion.settings import SignalIngestionSettings
 from sqlalchemy.engine import URL
 
 SERVICE = "signal_ingestion"
+SETTINGS = SignalIngestionSettings
 
 
 @pytest.fixture
-def client(empty_database: URL, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """A client of the app, whose startup (lifespan) migrated ``empty_database``."""
-    with service_client(SERVICE, empty_database, monkeypatch) as test_client:
+def database(migrated_database: Callable[[str], URL]) -> URL:
+    """A new database already at the service's head (a copy of its template)."""
+    return migrated_database(SERVICE)
+
+
+@pytest.fixture
+def client(database: URL) -> Iterator[TestClient]:
+    """A client of the app on a database at head: its startup finds nothing to migrate."""
+    with service_client(SERVICE, database) as test_client:
         yield test_client
 
 
@@ -29,8 +36,16 @@ def post_signal(client: TestClient, source: str, external_id: str, **payload: An
     return response
 
 
-def test_startup_migrates_the_empty_database(client: TestClient, empty_database: URL) -> None:
-    assert_migrated_on_startup(client, empty_database, SERVICE)
+def test_startup_migrates_the_empty_database(empty_database: URL) -> None:
+    with service_client(SERVICE, empty_database) as client:
+        assert_migrated_on_startup(client, empty_database, SERVICE)
+
+
+def test_the_services_own_database_url_wins_over_database_url(empty_database: URL) -> None:
+    elsewhere = URL.create("postgresql+psycopg", "nobody", "x", "127.0.0.1", 1, "nothing")
+    own = {f"{SERVICE.upper()}_DATABASE_URL": raw(empty_database)}
+    with service_client(SERVICE, elsewhere, **own) as client:
+        assert_migrated_on_startup(client, empty_database, SERVICE)
 
 
 def test_post_signal_creates_it_and_its_source(client: TestClient) -> None:
@@ -56,33 +71,31 @@ def test_post_signal_payload_defaults_to_empty(client: TestClient) -> None:
     assert response.json()["payload"] == {}
 
 
-def test_post_signal_is_idempotent(client: TestClient, empty_database: URL) -> None:
+def test_post_signal_is_idempotent(client: TestClient, database: URL) -> None:
     first = post_signal(client, "shopify", "order-1", total=12)
     again = post_signal(client, "shopify", "order-1", total=99)
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()  # the same signal, payload unchanged
     rows = sql(
-        empty_database,
+        database,
         "SELECT s.id, s.payload FROM signals s JOIN signal_sources src ON src.id = s.source_id"
         " WHERE src.name = :name AND s.external_id = :external_id",
         name="shopify",
         external_id="order-1",
     )
     assert rows == [(uuid.UUID(first.json()["id"]), {"total": 12})]
-    assert sql(empty_database, "SELECT count(*) FROM signal_sources") == [(1,)]
+    assert sql(database, "SELECT count(*) FROM signal_sources") == [(1,)]
 
 
-def test_concurrent_posts_of_one_signal_record_it_once(
-    client: TestClient, empty_database: URL
-) -> None:
+def test_concurrent_posts_of_one_signal_record_it_once(client: TestClient, database: URL) -> None:
     with ThreadPoolExecutor(max_workers=8) as executor:
         responses = list(executor.map(lambda _: post_signal(client, "burst", "e1"), range(16)))
 
     assert sorted(r.status_code for r in responses) == [200] * 15 + [201]
     assert len({r.json()["id"] for r in responses}) == 1
-    assert sql(empty_database, "SELECT count(*) FROM signals") == [(1,)]
-    assert sql(empty_database, "SELECT count(*) FROM signal_sources") == [(1,)]
+    assert sql(database, "SELECT count(*) FROM signals") == [(1,)]
+    assert sql(database, "SELECT count(*) FROM signal_sources") == [(1,)]
 
 
 def test_same_external_id_from_another_source_is_another_signal(client: TestClient) -> None:
@@ -153,12 +166,12 @@ def test_list_with_an_empty_database(client: TestClient) -> None:
     ],
 )
 def test_post_invalid_signal_is_422(
-    client: TestClient, empty_database: URL, body: dict[str, Any]
+    client: TestClient, database: URL, body: dict[str, Any]
 ) -> None:
     problem = assert_problem(client.post("/signals", json=body), 422)
 
     assert problem["errors"]
-    assert sql(empty_database, "SELECT count(*) FROM signals") == [(0,)]
+    assert sql(database, "SELECT count(*) FROM signals") == [(0,)]
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"limit": "x"}, {"source": ""}])
@@ -168,10 +181,11 @@ def test_list_signals_with_invalid_parameters_is_422(
     assert_problem(client.get("/signals", params=params), 422)
 
 
-def test_cli_help() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", SERVICE, "--help"], capture_output=True, text=True, timeout=60
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert "--port" in result.stdout
+def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m SERVICE --help`` (the entry point itself runs in test_packages)."""
+    with pytest.raises(SystemExit) as exited:
+        cli.run(SETTINGS, ["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m {SERVICE} ")
+    assert "--port" in out

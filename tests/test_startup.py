@@ -3,132 +3,219 @@
 The scoring_engine app stands for all four (they share shared_db.web's lifespan).
 """
 
+import functools
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
-import psycopg
 import pytest
-from conftest import VERSIONS, Repo
-from dev_tasks.bench.measure import until_ready
-from fastapi.testclient import TestClient
+from db_devtools.provisioning.ports import free_port
+from dev_tasks.readiness import Target, wait_ready
 from helpers import BROKEN_REVISION as BROKEN
-from helpers import free_port, raw
-from shared_db import commands, settings, startup
-from shared_db.databases import connect_autocommit
-from shared_db.errors import MigrationError, PostgresError
-from sqlalchemy import create_engine, inspect, text
+from helpers import (
+    Repo,
+    assert_migrated_on_startup,
+    config_for,
+    execute,
+    head,
+    raw,
+    service_client,
+    sql,
+)
+from shared_db import commands, runner
+from shared_db.config import PACKAGED_MIGRATIONS, DbConfig
+from shared_db.connections import connect_autocommit
+from shared_db.errors import ConfigurationError, DatabaseError, MigrationError
+from shared_db.history import read_history
+from shared_db.web.app import StartupFailed, start
+from shared_db.web.hints import one_line
 from sqlalchemy.engine import URL
 
-HEAD = commands.heads("scoring_engine")
+SERVICE = "scoring_engine"
+HEAD = head(SERVICE)
+REVISIONS = len(read_history(DbConfig(), SERVICE).revisions)
+# BROKEN_REVISION is 0011 on top of 0010: the code's head must still be 0010.
+LAST_GOOD = "0010"
 
 
-@pytest.fixture
-def service_env(monkeypatch: pytest.MonkeyPatch, empty_database: URL) -> URL:
-    monkeypatch.setenv("DATABASE_URL", raw(empty_database))
-    monkeypatch.delenv("SKIP_MIGRATIONS", raising=False)
-    settings.reset()
-    return empty_database
-
-
-@pytest.fixture
-def client() -> Iterator[TestClient]:
-    from scoring_engine.app import app
-
-    with TestClient(app) as test_client:
-        yield test_client
+def columns_of_scores(url: URL) -> list[str]:
+    rows = sql(
+        url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'scores'"
+    )
+    return [name for (name,) in rows]
 
 
 def test_startup_migrates_an_empty_database_to_head(
-    service_env: URL, caplog: pytest.LogCaptureFixture
+    empty_database: URL, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "signalmarket")
-    from scoring_engine.app import app
-
-    with TestClient(app) as client:
-        assert commands.current("scoring_engine", service_env) == HEAD
-        ready = client.get("/ready")
-        assert ready.status_code == 200
-        assert ready.json()["database_revision"] == list(HEAD)
-        assert client.get("/health").json() == {"status": "ok", "service": "scoring_engine"}
-    assert f"scoring_engine: migrated base -> {HEAD[0]}" in caplog.text
+    with service_client(SERVICE, empty_database) as client:
+        assert_migrated_on_startup(client, empty_database, SERVICE)
+    assert f"{SERVICE}: migrated base -> {HEAD[0]}" in caplog.messages
+    # The runner logs each revision it applies, in order, with its duration.
+    applying = [m for m in caplog.messages if m.startswith(f"{SERVICE}: applying ")]
+    assert len(applying) == REVISIONS
+    assert applying[0] == f"{SERVICE}: applying 0001 (1 of {REVISIONS})"
+    assert applying[-1] == f"{SERVICE}: applying {HEAD[0]} ({REVISIONS} of {REVISIONS})"
+    assert any(
+        re.fullmatch(rf"{SERVICE}: {HEAD[0]} done in \d+\.\d{{3}} s", m) for m in caplog.messages
+    )
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES"])
 def test_skip_migrations_leaves_the_database_untouched(
-    service_env: URL, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str
+    empty_database: URL, caplog: pytest.LogCaptureFixture, value: str
 ) -> None:
-    monkeypatch.setenv("SKIP_MIGRATIONS", value)
-    from scoring_engine.app import app
-
-    with TestClient(app) as client:
+    with service_client(SERVICE, empty_database, SKIP_MIGRATIONS=value) as client:
         ready = client.get("/ready")
         assert ready.status_code == 503
         body = ready.json()
         assert body["database_revision"] == [] and body["head"] == list(HEAD)
         assert body["state"] == "empty"
         assert client.get("/health").status_code == 200
-    assert inspect(create_engine(service_env)).get_table_names() == []
-    assert "SKIP_MIGRATIONS is set" in caplog.text
+    tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    assert sql(empty_database, tables) == []
+    assert f"{SERVICE}: SKIP_MIGRATIONS is set: not migrating" in caplog.messages
     assert "/ready answers 503" in caplog.text
 
 
 def test_database_at_head_starts_without_lock_or_migration(
-    service_env: URL, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    empty_database: URL, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    commands.upgrade("scoring_engine", url=service_env)
+    commands.upgrade(config_for(empty_database), SERVICE)
 
     def no_lock(*args: object) -> bool:
         raise AssertionError("a database at head must not take the migration lock")
 
-    monkeypatch.setattr(startup, "_try_lock", no_lock)
+    monkeypatch.setattr(runner, "_try_lock", no_lock)
     caplog.clear()
     caplog.set_level(logging.INFO)
-    from scoring_engine.app import app
-
-    with TestClient(app) as client:
+    with service_client(SERVICE, empty_database) as client:
         assert client.get("/ready").status_code == 200
+    assert f"{SERVICE}: database at head {HEAD[0]}, no migration needed" in caplog.messages
+    assert "applying" not in caplog.text
     assert "Running upgrade" not in caplog.text
-    assert f"database at head {HEAD[0]}, no migration needed" in caplog.text
 
 
-def test_a_database_migrated_by_newer_code_is_refused(service_env: URL) -> None:
-    commands.upgrade("scoring_engine", url=service_env)
-    with create_engine(service_env).begin() as conn:
-        conn.execute(text("UPDATE alembic_version_scoring_engine SET version_num = '0099'"))
-    with pytest.raises(MigrationError, match="0099, which this code does not know"):
-        startup.migrate_to_head("scoring_engine", service_env)
-    assert commands.current("scoring_engine", service_env) == ("0099",)
+def test_a_database_migrated_by_newer_code_is_refused(
+    empty_database: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = config_for(empty_database)
+    commands.upgrade(config, SERVICE)
+    execute(empty_database, "UPDATE alembic_version_scoring_engine SET version_num = '0099'")
+    with pytest.raises(MigrationError, match="0099, which this code does not know") as error:
+        runner.migrate_to_head(config, SERVICE)
+    assert error.value.kind == "unknown_revision"
+    # The service refuses to start, with one line saying what to do.
+    with pytest.raises(StartupFailed) as failed, service_client(SERVICE, empty_database):
+        pytest.fail("the service started on a database migrated by newer code")
+    assert str(failed.value) == (
+        f"{SERVICE}: {error.value.message}; "
+        "deploy the newer version, or downgrade with the code that wrote it"
+    )
+    assert [r.message for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"{SERVICE}: startup failed: {error.value.message}; "
+        "deploy the newer version, or downgrade with the code that wrote it"
+    ]
+    assert commands.current(config, SERVICE) == ("0099",)
 
 
 def test_lock_wait_is_bounded(empty_database: URL) -> None:
+    config = config_for(empty_database, lock_wait_s=0.5)
     with connect_autocommit(empty_database) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (startup.lock_key("scoring_engine"),))
-        started = time.monotonic()
-        with pytest.raises(MigrationError, match=r"waited 0\.5 s for the migration lock"):
-            startup.migrate_to_head("scoring_engine", empty_database, lock_timeout_s=0.5)
-        assert time.monotonic() - started < 10
-    assert commands.current("scoring_engine", empty_database) == ()
+        holder.execute("SELECT pg_advisory_lock(%s)", (runner.lock_key(SERVICE),))
+        with pytest.raises(MigrationError, match=r"waited 0\.5 s for the migration lock") as error:
+            runner.migrate_to_head(config, SERVICE)
+        assert error.value.kind == "lock_timeout"
+    assert commands.current(config, SERVICE) == ()
 
 
 def test_waiting_for_an_unreachable_database_is_bounded() -> None:
     url = URL.create("postgresql+psycopg", "app", "s3cret", "127.0.0.1", 1, "app")
-    with pytest.raises(PostgresError, match=r"gave up after 0\.6 s") as error:
-        startup.wait_for_database(url, timeout_s=0.6)
+    config = config_for(url, database_wait_s=0.6)
+    with pytest.raises(DatabaseError, match=r"gave up after 0\.6 s") as error:
+        runner.wait_for_database(config, SERVICE)
+    assert error.value.kind == "database_unreachable"
+    assert "127.0.0.1:1/app" in str(error.value)
     assert "s3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize("container", [False, True])
+def test_a_service_without_a_database_url_refuses_to_start(
+    caplog: pytest.LogCaptureFixture, container: bool
+) -> None:
+    """One line: the fact, and the hint of where the service runs (a container has no
+    ``invoke``), even though the settings themselves could not be read."""
+    from scoring_engine.settings import ScoringEngineSettings
+
+    environ = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    environ["SIGNALMARKET_CONTAINER"] = "1" if container else ""
+    with mock.patch.dict(os.environ, environ, clear=True), pytest.raises(StartupFailed) as failed:
+        start(ScoringEngineSettings)
+    fact = "no database URL: set SCORING_ENGINE_DATABASE_URL or DATABASE_URL"
+    error = ConfigurationError(fact, kind="no_database_url", service=SERVICE)
+    expected = one_line(error, in_container=container)
+    assert expected.startswith(f"{SERVICE}: {fact}; ")
+    assert ("invoke" in expected) is not container
+    if not container:
+        assert expected.endswith(
+            f"; in development, get one with: invoke db.url --service {SERVICE}"
+        )
+    assert str(failed.value) == expected
+    assert [r.message for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"{SERVICE}: startup failed: {expected.removeprefix(f'{SERVICE}: ')}"
+    ]
+
+
+def test_a_broken_revision_is_rolled_back_and_the_hint_fits_where_the_service_runs(
+    empty_database: URL, tmp_path: Path
+) -> None:
+    """In-process twin of the subprocess test below: the same error, with the hint of a
+    developer's machine and of a container."""
+    assert HEAD == (LAST_GOOD,)
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PACKAGED_MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / SERVICE / "versions" / "0011_broken.py").write_text(BROKEN)
+    config = config_for(empty_database, migrations_dir=migrations)
+    with pytest.raises(MigrationError) as error:
+        runner.migrate_to_head(config, SERVICE)
+    failure = error.value
+    assert (failure.kind, failure.revision) == ("revision_failed", "0011")
+    assert failure.cause and "no_such_table" in failure.cause
+    fact = f"{SERVICE}: revision 0011 failed: {failure.cause}; the database stays at {LAST_GOOD}"
+    assert str(failure) == fact
+    assert one_line(failure, in_container=True) == f"{fact}; fix that revision and deploy again"
+    assert one_line(failure, in_container=False) == (
+        f"{fact}; fix that revision, then run: invoke migrate.upgrade --service {SERVICE}"
+    )
+    assert commands.current(config, SERVICE) == (LAST_GOOD,)
+    assert "half_done" not in columns_of_scores(empty_database)
 
 
 # -- real processes ---------------------------------------------------------------
 
 
+def _environment(database: URL, **extra: str) -> dict[str, str]:
+    """This process's environment and ``extra``, with ``database`` as the only URL."""
+    unwanted = ("SKIP_MIGRATIONS", "SIGNALMARKET_CONTAINER")
+    env = {
+        k: v
+        for k, v in {**os.environ, **extra}.items()
+        if not k.endswith("DATABASE_URL") and k not in unwanted
+    }
+    return {**env, "DATABASE_URL": raw(database)}
+
+
 def _start(port: int, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "scoring_engine", "--port", str(port)],
-        env={**os.environ, **env},
+        [sys.executable, "-m", SERVICE, "--port", str(port)],
+        env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -136,42 +223,76 @@ def _start(port: int, env: dict[str, str], cwd: Path | None = None) -> subproces
     )
 
 
-def test_eight_replicas_on_an_empty_database_migrate_exactly_once(empty_database: URL) -> None:
-    env = {"DATABASE_URL": raw(empty_database)}
-    ports = [free_port() for _ in range(8)]
+def _exited(process: subprocess.Popen[str]) -> str | None:
+    return None if process.poll() is None else process.communicate()[0][-2000:]
+
+
+def test_four_replica_processes_on_an_empty_database_migrate_exactly_once(
+    empty_database: URL,
+) -> None:
+    env = _environment(empty_database)
+    ports = [free_port() for _ in range(4)]
     processes = [_start(port, env) for port in ports]
     try:
-        until_ready(list(zip(processes, ports, strict=True)), "/ready", timeout=120)
+        wait_ready(
+            [
+                Target(str(port), f"http://127.0.0.1:{port}/ready", functools.partial(_exited, p))
+                for p, port in zip(processes, ports, strict=True)
+            ],
+            timeout=120,
+        )
     finally:
         for process in processes:
             process.terminate()
         outputs = [process.communicate(timeout=30)[0] for process in processes]
-    upgraded = [out for out in outputs if "scoring_engine: migrated base -> " in out]
-    assert len(upgraded) == 1, "\n---\n".join(outputs)
+    everything = "\n---\n".join(outputs)
+    upgraded = [out for out in outputs if f"{SERVICE}: migrated base -> {HEAD[0]}" in out]
+    assert len(upgraded) == 1, everything
     others = [out for out in outputs if out not in upgraded]
     assert all("another process migrated" in out or "no migration needed" in out for out in others)
-    assert sum(out.count("Running upgrade  -> 0001") for out in outputs) == 1
-    assert commands.current("scoring_engine", empty_database) == HEAD
+    # Each revision was applied once, all by the one that migrated.
+    assert sum(out.count(f"{SERVICE}: applying 0001 (1 of ") for out in outputs) == 1, everything
+    assert upgraded[0].count(f"{SERVICE}: applying ") == REVISIONS, everything
+    assert all(f"{SERVICE}: applying " not in out for out in others), everything
+    # The runner's lines replace Alembic's own.
+    assert "Running upgrade" not in everything
+    assert commands.current(config_for(empty_database), SERVICE) == HEAD
+
+
+def test_eight_concurrent_startups_in_threads_migrate_exactly_once(empty_database: URL) -> None:
+    """The same race, cheaper: eight startup runners at once (each its own connections)."""
+    config = config_for(empty_database, caller="startup")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: runner.migrate_to_head(config, SERVICE), range(8)))
+    actions = sorted(result.action for result in results)
+    assert actions.count("upgraded") == 1, actions
+    assert set(actions) <= {"upgraded", "migrated elsewhere", "none"}
+    [winner] = [result for result in results if result.action == "upgraded"]
+    assert len(winner.steps) == REVISIONS
+    assert all(result.after == HEAD for result in results)
 
 
 def test_a_broken_migration_stops_the_service_at_the_last_good_revision(
     repo: Repo, empty_database: URL
 ) -> None:
-    (repo.path / VERSIONS / "0011_broken.py").write_text(BROKEN)
-    env = {"PYTHONPATH": repo.env["PYTHONPATH"], "DATABASE_URL": raw(empty_database)}
-    process = _start(free_port(), env, cwd=repo.path)
+    """A real process running the copy's code (its history has the broken revision):
+    exit code 1, one log line saying what failed, where the database stays, what next."""
+    assert HEAD == (LAST_GOOD,)
+    (repo.versions / "0011_broken.py").write_text(BROKEN)
+    process = _start(free_port(), _environment(empty_database, **repo.process_env), cwd=repo.path)
     try:
         output, _ = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode != 0, output
+    assert process.returncode == 1, output
+    assert "Traceback" not in output, output
     failure = [line for line in output.splitlines() if "startup failed" in line]
     assert len(failure) == 1, output
-    assert "failed in revision 0011" in failure[0] and "no_such_table" in failure[0]
-    assert "the database stays at 0010" in failure[0]
-    assert commands.current("scoring_engine", empty_database) == ("0010",)
-    with psycopg.connect(raw(empty_database.set(drivername="postgresql"))) as conn:
-        columns = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'scores'"
-        ).fetchall()
-    assert ("half_done",) not in columns, "the failing revision's DDL was rolled back"
+    assert re.search(
+        rf"ERROR signalmarket\.startup: {SERVICE}: startup failed: revision 0011 failed: "
+        rf"[^;]*no_such_table[^;]*; the database stays at {LAST_GOOD}; "
+        rf"fix that revision, then run: invoke migrate\.upgrade --service {SERVICE}$",
+        failure[0],
+    ), failure[0]
+    assert commands.current(config_for(empty_database), SERVICE) == (LAST_GOOD,)
+    assert "half_done" not in columns_of_scores(empty_database), "the failing DDL was rolled back"

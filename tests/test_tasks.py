@@ -1,59 +1,56 @@
-"""The Invoke front end: exit codes and one-line messages."""
+"""The Invoke front end, run in-process: exit codes and one-line messages."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
+from helpers import head, invoke, raw
+from shared_db.services import SERVICES
 from sqlalchemy.engine import URL
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-    )
 
 
 def test_unknown_service_is_one_line_and_exit_1() -> None:
     result = invoke("migrate.current", "--service", "billing")
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "unknown service 'billing'" in lines[0] and "scoring_engine" in lines[0]
-    assert "Traceback" not in result.stderr
+    assert result.code == 1
+    line = result.one_line_error()
+    assert line.startswith("error: unknown service 'billing'")
+    assert all(service in line for service in SERVICES)
+    assert line.endswith("; pass one of them with --service")
+    assert result.out == ""
 
 
 def test_upgrade_and_current_against_a_given_database(empty_database: URL) -> None:
-    env = {"DATABASE_URL": empty_database.render_as_string(hide_password=False)}
-    upgraded = invoke("migrate.upgrade", "--service", "scoring_engine", env=env)
-    assert upgraded.returncode == 0, upgraded.stderr
-    assert "scoring_engine: at 0010" in upgraded.stdout
-    current = invoke("migrate.current", env=env)
-    assert current.returncode == 0, current.stderr
-    assert "scoring_engine: 0010" in current.stdout
-    assert "signal_ingestion: (empty: no revision applied)" in current.stdout
+    env = {"DATABASE_URL": raw(empty_database)}
+    (scoring_head,) = head("scoring_engine")
+    upgraded = invoke("migrate.upgrade", "--service", "scoring_engine", env=env, clean=True)
+    assert upgraded.code == 0, upgraded.output
+    assert upgraded.out.splitlines() == [f"scoring_engine: at {scoring_head}"]
+    current = invoke("migrate.current", env=env, clean=True)
+    assert current.code == 0, current.output
+    assert current.out.splitlines() == [
+        f"{s}: {scoring_head}" if s == "scoring_engine" else f"{s}: (empty: no revision applied)"
+        for s in SERVICES
+    ]
 
 
-def test_unreachable_database_is_reported_with_a_masked_url() -> None:
-    env = {"DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/app"}
-    result = invoke("migrate.current", "--service", "api_gateway", env=env)
-    assert result.returncode == 1
-    assert "127.0.0.1:1" in result.stderr
-    assert "hunter2" not in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+def test_unreachable_database_is_reported_without_the_url() -> None:
+    url = "postgresql://app:hunter2@127.0.0.1:1/app"
+    result = invoke(
+        "migrate.current", "--service", "api_gateway", env={"DATABASE_URL": url}, clean=True
+    )
+    assert result.code == 1
+    line = result.one_line_error()
+    assert "cannot use the database at 127.0.0.1:1/app" in line
+    assert "hunter2" not in result.output and url not in result.output
+    assert "invoke db.up" in line
 
 
 def test_db_url_masks_the_password_unless_asked(empty_database: URL) -> None:
-    env = {"DATABASE_URL": empty_database.render_as_string(hide_password=False)}
-    masked = invoke("db.url", "--service", "scoring_engine", env=env)
-    assert masked.returncode == 0, masked.stderr
-    assert "***" in masked.stdout and (empty_database.password or "") not in masked.stdout
-    shown = invoke("db.url", "--service", "scoring_engine", "--show-password", env=env)
-    assert (empty_database.password or "-") in shown.stdout
+    password = empty_database.password
+    assert password, "the test server's databases have a password"
+    env = {"DATABASE_URL": raw(empty_database)}
+    masked = invoke("db.url", "--service", "scoring_engine", env=env, clean=True)
+    assert masked.code == 0, masked.output
+    assert masked.out.strip() == empty_database.set(
+        drivername="postgresql+psycopg"
+    ).render_as_string(hide_password=True)
+    assert "***" in masked.out and str(password) not in masked.output
+    shown = invoke("db.url", "--service", "scoring_engine", "--show-password", env=env, clean=True)
+    assert shown.code == 0, shown.output
+    assert str(password) in shown.out

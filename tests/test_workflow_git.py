@@ -5,20 +5,35 @@ branch alone is single-headed; after ``git merge`` the history has two heads,
 ``migrate.validate`` fails naming the merge command, ``migrate.merge`` writes one
 file, ``migrate.validate`` passes, and an empty database upgrades to the new head
 and back down to base.
+
+Tasks run in this process on the copy's histories (``repo.invoke``), except where
+the copy's models were edited: autogenerate and the model-drift check compare the
+models they import, so those run the copy's code in a subprocess.
 """
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import VERSIONS, Repo
+from db_devtools.errors import WorkflowError
+from db_devtools.workflow.gitrefs import merged_directories
+from helpers import MIGRATIONS, ROOT, VERSIONS, Repo, invoke, raw
 from sqlalchemy.engine import URL
 
 SCORE_ANCHOR = (
     "    status: Mapped[str] = mapped_column(String(16), server_default=text(\"'pending'\"))\n"
 )
 FEEDBACK_ANCHOR = "    verdict: Mapped[str] = mapped_column(String(16))\n"
+MERGE_HINT = "run: invoke migrate.merge --service scoring_engine"
+TWO_HEADS = "the history has 2 heads (0011, 0012)"
+
+
+def _report(stdout: str) -> list[str]:
+    """The task's own lines, without Alembic's post-write-hook (ruff) progress lines."""
+    lines = stdout.splitlines()
+    return next((lines[i:] for i, line in enumerate(lines) if line.startswith("created ")), lines)
 
 
 def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> None:
@@ -26,11 +41,14 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
     # revisions go through squawk in migrate.validate).
     repo.git("checkout", "-q", "-b", "feature-a")
     repo.add_model_column(SCORE_ANCHOR, "    reviewer: Mapped[str | None] = mapped_column(Text)\n")
-    created = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "add reviewer")
-    assert created.returncode == 0, created.stderr
-    assert (
-        "0011_add_reviewer.py" in created.stdout and "add column scores.reviewer" in created.stdout
+    created = repo.invoke_process(
+        "migrate.revision", "--service", "scoring_engine", "-m", "add reviewer"
     )
+    assert created.returncode == 0, created.stderr
+    assert _report(created.stdout) == [
+        f"created {VERSIONS / '0011_add_reviewer.py'} (revision 0011, on 0010)",
+        "  - add column scores.reviewer",
+    ]
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "reviewer")
 
@@ -39,54 +57,68 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
     repo.git("checkout", "-q", "-b", "feature-b")
     weight = "    weight: Mapped[Decimal | None] = mapped_column(Numeric(6, 3))\n"
     repo.add_model_column(FEEDBACK_ANCHOR, weight)
-    created = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "add weight")
+    created = repo.invoke_process(
+        "migrate.revision", "--service", "scoring_engine", "-m", "add weight"
+    )
     assert created.returncode == 0, created.stderr
     assert "0012_add_weight.py" in created.stdout, "the ID skips the one taken on feature-a"
+    assert "  - add column score_feedback.weight" in created.stdout
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "weight")
 
     # Alone, each branch is sound; merged, it forks. The pre-merge check sees it.
     alone = repo.invoke("migrate.validate", "--offline")
-    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert alone.code == 0, alone.output
+    assert "scoring_engine: ok, head 0012 (files only)" in alone.out
     before = repo.revisions()
     against = repo.invoke("migrate.validate", "--offline", "--against", "feature-a")
-    assert against.returncode == 1
-    assert "2 heads (0011, 0012)" in against.stdout
-    assert "invoke migrate.merge --service scoring_engine" in against.stdout
+    assert against.code == 1
+    assert f"scoring_engine: {TWO_HEADS}; {MERGE_HINT}" in against.out.splitlines()
+    assert "scoring_engine: ok" not in against.out
+    assert "api_gateway: ok, head" in against.out and "after merging into feature-a" in against.out
+    assert against.err.strip() == "migrate.validate: 1 problem(s) found"
     assert repo.revisions() == before and repo.git("status", "--porcelain") == ""
+    unknown = repo.invoke("migrate.validate", "--offline", "--against", "no-such-branch")
+    assert unknown.one_line_error() == (
+        "error: unknown git ref 'no-such-branch'; "
+        "run: git fetch, or name an existing branch (git branch -a)"
+    )
 
     # The git merge: two heads.
     repo.git("checkout", "-q", "main")
     repo.git("merge", "-q", "feature-a", "-m", "merge a")
     repo.git("merge", "-q", "feature-b", "-m", "merge b")
     heads = repo.invoke("migrate.heads", "--service", "scoring_engine")
-    assert "scoring_engine: 0011, 0012" in heads.stdout
+    assert heads.out.strip() == f"scoring_engine: 0011, 0012  <- 2 heads: {MERGE_HINT}"
     failed = repo.invoke("migrate.validate")
-    assert failed.returncode == 1
-    problem_lines = [line for line in failed.stdout.splitlines() if "scoring_engine" in line]
-    assert problem_lines == [
-        "scoring_engine: scoring_engine has 2 heads (0011, 0012); "
-        "run: invoke migrate.merge --service scoring_engine"
-    ]
+    assert failed.code == 1
+    problem_lines = [line for line in failed.out.splitlines() if "scoring_engine" in line]
+    assert problem_lines == [f"scoring_engine: {TWO_HEADS}; {MERGE_HINT}"]
 
     # No new revision on top of a fork: merge first.
     before = repo.revisions()
     refused = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty")
-    assert refused.returncode == 1
-    assert refused.stderr.strip() == (
-        "error: cannot create a revision: scoring_engine has 2 heads (0011, 0012); "
-        "run: invoke migrate.merge --service scoring_engine"
+    assert refused.one_line_error() == (
+        f"error: scoring_engine: cannot create a revision: {TWO_HEADS}; {MERGE_HINT}"
     )
     assert repo.revisions() == before
 
     # The fix: one merge revision, found and written by the tool.
     merged = repo.invoke("migrate.merge", "--service", "scoring_engine")
-    assert merged.returncode == 0, merged.stderr
+    assert merged.code == 0, merged.output
+    assert _report(merged.out) == [
+        f"created {VERSIONS / '0013_merge_heads_0011_0012.py'} (revision 0013, merging 0011, 0012)"
+    ]
     new_files = sorted(set(repo.revisions()) - set(before))
     assert new_files == ["0013_merge_heads_0011_0012.py"]
-    passed = repo.invoke("migrate.validate")
+    again = repo.invoke("migrate.merge", "--service", "scoring_engine")
+    assert again.one_line_error() == (
+        "error: scoring_engine has a single head (0013): nothing to merge, no file written"
+    )
+    # The full validate compares the copy's (edited) models: the copy's code, in a process.
+    passed = repo.invoke_process("migrate.validate")
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "scoring_engine: ok, head 0013" in passed.stdout
+    assert "scoring_engine: ok, head 0013\n" in passed.stdout
     lint = subprocess.run(
         [sys.executable, "-m", "ruff", "check", str(repo.path / VERSIONS)],
         capture_output=True,
@@ -95,26 +127,22 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
     assert lint.returncode == 0, "generated revisions are lint-clean: " + lint.stdout
 
     # An empty database upgrades through both lines to the merge, and back down to base.
-    database = {"DATABASE_URL": empty_database.render_as_string(hide_password=False)}
+    database = {"DATABASE_URL": raw(empty_database)}
     up = repo.invoke("migrate.upgrade", "--service", "scoring_engine", env=database)
-    assert up.returncode == 0, up.stderr
-    assert "scoring_engine: at 0013" in up.stdout
+    assert up.code == 0, up.output
+    assert up.out.strip() == "scoring_engine: at 0013"
     down = repo.invoke(
         "migrate.downgrade", "--service", "scoring_engine", "--target", "base", env=database
     )
-    assert down.returncode == 0, down.stderr
-    assert "scoring_engine: at (empty" in down.stdout
+    assert down.code == 0, down.output
+    assert down.out.strip() == "scoring_engine: at (empty: no revision applied)"
 
 
 def test_same_id_on_two_branches_is_a_duplicate_then_renumbered(repo: Repo) -> None:
     """Two developers who never saw each other's branch both take 0011."""
     repo.git("checkout", "-q", "-b", "feature-a")
-    assert (
-        repo.invoke(
-            "migrate.revision", "--service", "scoring_engine", "-m", "one", "--empty"
-        ).returncode
-        == 0
-    )
+    one = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "one", "--empty")
+    assert one.code == 0, one.output
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "one")
     # Feature B is made as if elsewhere: feature-a's ref is not visible to it yet.
@@ -123,34 +151,51 @@ def test_same_id_on_two_branches_is_a_duplicate_then_renumbered(repo: Repo) -> N
     tip_a = repo.git("rev-parse", "feature-a").strip()
     repo.git("update-ref", "-d", "refs/heads/feature-a")
     made = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "two", "--empty")
-    assert "0011_two.py" in made.stdout, made.stdout + made.stderr
+    assert _report(made.out) == [f"created {VERSIONS / '0011_two.py'} (revision 0011, on 0010)"], (
+        made.output
+    )
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "two")
     repo.git("merge", "-q", tip_a, "-m", "merge a")
 
     failed = repo.invoke("migrate.validate", "--offline")
-    assert failed.returncode == 1
-    assert "revision ID 0011 is declared by 2 files (0011_one.py, 0011_two.py)" in failed.stdout
-    assert "heads" not in failed.stdout, "a duplicate ID is not reported as several heads"
-    fix = next(line for line in failed.stdout.splitlines() if "renumber" in line)
-    command = fix.split("run: invoke ", 1)[1].split()
+    assert failed.code == 1
+    problems = [line for line in failed.out.splitlines() if "ok, head" not in line]
+    assert problems == [
+        "scoring_engine: revision ID 0011 is declared by 2 files (0011_one.py, 0011_two.py); "
+        "two branches probably chose the same ID; "
+        f"run: invoke migrate.renumber --service scoring_engine --file {VERSIONS / '0011_two.py'}"
+    ], "a duplicate ID is not also reported as several heads"
+    command = problems[0].split("run: invoke ", 1)[1].split()
     renumbered = repo.invoke(*command)
-    assert renumbered.returncode == 0, renumbered.stderr
-    assert "renumbered to 0012" in renumbered.stdout
+    assert renumbered.code == 0, renumbered.output
+    assert renumbered.out.strip() == f"renumbered to 0012: {VERSIONS / '0012_two.py'}"
     after = repo.invoke("migrate.validate", "--offline")
-    assert "2 heads (0011, 0012)" in after.stdout
-    assert repo.invoke("migrate.merge", "--service", "scoring_engine").returncode == 0
-    assert repo.invoke("migrate.validate", "--offline").returncode == 0
+    assert f"scoring_engine: {TWO_HEADS}; {MERGE_HINT}" in after.out.splitlines()
+    assert repo.invoke("migrate.merge", "--service", "scoring_engine").code == 0
+    final = repo.invoke("migrate.validate", "--offline")
+    assert final.code == 0, final.output
+    assert "scoring_engine: ok, head 0013 (files only)" in final.out
 
 
 def test_against_outside_git_says_so(tmp_path: Path) -> None:
-    from shared_db.errors import MigrationError
-    from shared_db.gitrefs import merged_directories
-
     folder = tmp_path / "versions"
     folder.mkdir()
     with (
-        pytest.raises(MigrationError, match="not inside a git repository"),
+        pytest.raises(WorkflowError, match="is not inside a git repository") as raised,
         merged_directories("main", [folder]),
     ):
         pass
+    assert raised.value.kind == "not_a_repository"
+
+    # The task: one line with what to do instead.
+    migrations = tmp_path / "migrations"
+    shutil.copytree(ROOT / MIGRATIONS, migrations)
+    result = invoke(
+        "migrate.validate", "--offline", "--against", "main",
+        env={"SIGNALMARKET_MIGRATIONS_DIR": str(migrations)},
+    )  # fmt: skip
+    assert result.one_line_error() == (
+        f"error: {migrations / 'api_gateway' / 'versions'} is not inside a git repository; "
+        "run it in a git checkout (or validate without --against)"
+    )

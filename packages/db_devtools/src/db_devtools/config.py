@@ -67,8 +67,7 @@ class DevConfig(DbConfig):
         if port:
             if not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigurationError(
-                    f"SIGNALMARKET_PG_PORT={port!r} is not a TCP port; set it to e.g. 54329",
-                    kind="invalid_setting",
+                    f"SIGNALMARKET_PG_PORT={port!r} is not a TCP port", kind="invalid_setting"
                 )
             values["compose_pg_port"] = int(port)
         cache = environ.get("XDG_CACHE_HOME")
@@ -81,7 +80,6 @@ def _choice(variable: str, environ: Mapping[str, str], choices: tuple[str, ...])
     value = (environ.get(variable) or choices[0]).lower()
     if value not in choices:
         raise ConfigurationError(
-            f"{variable}={value!r} is not one of {', '.join(choices)}; unset it or pick one",
-            kind="invalid_setting",
+            f"{variable}={value!r} is not one of {', '.join(choices)}", kind="invalid_setting"
         )
     return value

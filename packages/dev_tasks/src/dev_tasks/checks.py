@@ -41,17 +41,25 @@ def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
     count = (os.cpu_count() or 1) if workers < 0 else workers
     parallel = f" -n {count}" if count > 1 else ""
     with c.cd(str(dev_config().project_root)):
+        # Bytecode of the project's own modules, written once: with PYTHONDONTWRITEBYTECODE
+        # set (common in containers and CI), every process the tests start would compile
+        # them again (~0.6 s each).
+        sources = " ".join(str(p) for p in sorted(Path("packages").glob("*/src")))
+        c.run(f"{sys.executable} -m compileall -q {sources} tests", hide=True)
         c.run(f"{sys.executable} -m pytest{parallel}{selection} {args}", pty=False)
 
 
 @task
 def lint(c: Context) -> None:
-    """ruff, mypy --strict, the lock's freshness, then compose/Dockerfile/shell/flake checks."""
+    """ruff, mypy --strict, the import contracts, the lock's freshness, then
+    compose/Dockerfile/shell/flake checks."""
     root = dev_config().project_root
     with c.cd(str(root)):
         c.run(f"{sys.executable} -m ruff check .")
         c.run(f"{sys.executable} -m ruff format --check .")
         c.run(f"{sys.executable} -m mypy {SOURCES} tasks.py tests")
+        # The package layering: [tool.importlinter] in pyproject.toml.
+        c.run(f"{find_tool('lint-imports') or 'lint-imports'} --no-cache")
         if shutil.which("poetry"):
             c.run("poetry check --lock")
         else:

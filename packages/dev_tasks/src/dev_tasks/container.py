@@ -9,7 +9,6 @@ import shlex
 import shutil
 import subprocess
 
-from db_devtools.provisioning import docker
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -22,6 +21,8 @@ from dev_tasks.errors import reported
 
 def require_docker() -> None:
     """Raise ``Exit`` (one line) unless an engine answers and ``docker compose`` exists."""
+    from db_devtools.provisioning import docker
+
     host = dev_config().docker_host
     if not docker.engine_answers(host):
         raise Exit(
@@ -39,7 +40,7 @@ def require_docker() -> None:
 
 def compose_command(*args: str) -> str:
     """``docker compose -f docker/compose.yaml ARGS`` as one shell command line."""
-    compose = docker.compose_file(dev_config().project_root)
+    compose = dev_config().project_root / "docker" / "compose.yaml"
     return shlex.join(["docker", "compose", "-f", str(compose), *args])
 
 

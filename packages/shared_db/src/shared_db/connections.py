@@ -59,7 +59,7 @@ def engine(
 @contextmanager
 def connect(config: DbConfig, service: str, url: str | URL | None = None) -> Iterator[Connection]:
     """A connection to ``service``'s database (``url``, else the configured one)."""
-    target = normalize(url if url is not None else config.require_url(service))
+    target = normalize(url) if url is not None else config.parsed_url(service)
     made = engine(
         target,
         connect_timeout_s=config.connect_timeout_s,

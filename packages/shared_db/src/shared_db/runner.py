@@ -33,7 +33,6 @@ from shared_db.errors import DatabaseError, MigrationError
 from shared_db.history import History, read_history
 from shared_db.soundness import fatal_problems
 from shared_db.status import at_head, unknown_revisions
-from shared_db.urls import normalize
 
 log = logging.getLogger("signalmarket.migrate")
 
@@ -73,6 +72,7 @@ def require_sound(service: str, history: History) -> None:
             service=service,
             revision=first.revision,
             cause=first.kind,
+            path=first.path,
         )
 
 
@@ -99,7 +99,7 @@ def _try_lock(conn: psycopg.Connection[tuple[Any, ...]], key: int) -> bool:
 
 def _locked(config: DbConfig, service: str, work: Callable[[Connection], RunResult]) -> RunResult:
     """Run ``work`` on a connection to ``service``'s database under its migration lock."""
-    url = normalize(config.require_url(service))
+    url = config.parsed_url(service)
     key = lock_key(service)
     lock_conn = connect_autocommit(
         url,
@@ -165,25 +165,50 @@ def _plan(
         ) from exc
 
 
+def _check_target(service: str, history: History, target: str) -> None:
+    """An unknown or ambiguous revision target, said plainly before Alembic is asked."""
+    if target in ("head", "heads", "base") or target in history.revisions:
+        return
+    if target[:1] in "+-" or "@" in target or ":" in target:
+        return  # relative and branch targets: Alembic resolves them
+    matches = sorted(rev for rev in history.revisions if rev.startswith(target))
+    if len(matches) == 1:
+        return
+    what = (
+        f"the revision prefix {target!r} is ambiguous: {', '.join(matches)}"
+        if matches
+        else f"there is no revision {target!r}"
+    )
+    raise MigrationError(what, kind="unknown_target", service=service, revision=target)
+
+
 def _check_downgrade(service: str, history: History, current: tuple[str, ...], target: str) -> None:
     """Say plainly why a downgrade cannot start (Alembic's own wording is cryptic)."""
     if not current:
         raise MigrationError(
             "the database is at base: there is nothing to downgrade",
+            kind="nothing_to_downgrade",
+            service=service,
+            revision=target,
+        )
+    applied = set().union(*(history.ancestors(rev) for rev in current))
+    steps = target[1:]
+    if target.startswith("-") and steps.isdigit() and int(steps) > len(applied):
+        raise MigrationError(
+            f"cannot go down {steps} revisions: the database is at {', '.join(current)}, "
+            f"{len(applied)} revision(s) above base",
             kind="bad_target",
             service=service,
             revision=target,
         )
-    if target in history.revisions:
-        below = set().union(*(history.ancestors(rev) for rev in current))
-        if target not in below:
-            raise MigrationError(
-                f"cannot downgrade to {target}: it is not below the database's revision "
-                f"{', '.join(current)}",
-                kind="bad_target",
-                service=service,
-                revision=target,
-            )
+    if target in history.revisions and target not in applied:
+        raise MigrationError(
+            f"cannot downgrade to {target}: it is not below the database's revision "
+            f"{', '.join(current)}",
+            kind="bad_target",
+            service=service,
+            revision=target,
+        )
 
 
 def _apply(
@@ -198,6 +223,7 @@ def _apply(
     require_sound(service, history)
     before = records.current_revisions(connection, service)
     refuse_unknown(service, history, before)
+    _check_target(service, history, target)
     if not down and target in ("head", "heads") and at_head(history, before):
         connection.rollback()
         return RunResult(service, "none", before, before)
@@ -264,10 +290,7 @@ def stamp(config: DbConfig, service: str, revision: str) -> RunResult:
 
         history = read_history(config, service)
         require_sound(service, history)
-        if revision not in history.revisions and revision not in ("base", "head", "heads"):
-            raise MigrationError(
-                f"unknown revision {revision!r}", kind="bad_target", service=service
-            )
+        _check_target(service, history, revision)
         before = records.current_revisions(connection, service)
         context = MigrationContext.configure(
             connection, opts={"version_table": version_table(service)}
@@ -285,7 +308,7 @@ def stamp(config: DbConfig, service: str, revision: str) -> RunResult:
 
 def wait_for_database(config: DbConfig, service: str) -> None:
     """Connect until it works or ``config.database_wait_s`` passes (backoff to 2 s)."""
-    url = normalize(config.require_url(service))
+    url = config.parsed_url(service)
     deadline = time.monotonic() + config.database_wait_s
     delay = 0.1
     while True:

@@ -47,11 +47,11 @@ def server_account(wanted: str | None = None) -> RunAs | None:
             continue
         if entry.pw_uid == 0:
             raise ProvisioningError(
-                f"SIGNALMARKET_PG_USER={name} is root, and Postgres refuses to run as root; "
-                "name an unprivileged account"
+                f"SIGNALMARKET_PG_USER={name} is root, and Postgres refuses to run as root",
+                kind="root_pg_user",
             )
         return RunAs(name, entry.pw_uid, entry.pw_gid)
     raise ProvisioningError(
-        f"running as root and no unprivileged account among {', '.join(names)} to run Postgres; "
-        "set SIGNALMARKET_PG_USER to an existing unprivileged user"
+        f"running as root and no unprivileged account among {', '.join(names)} to run Postgres",
+        kind="no_pg_user",
     )

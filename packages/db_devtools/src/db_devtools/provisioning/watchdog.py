@@ -12,6 +12,8 @@ import subprocess
 import sys
 from typing import IO
 
+from db_devtools.errors import ProvisioningError
+
 _PR_SET_PDEATHSIG = 1
 
 # Runs as ``python -c``: waits for end of file on stdin, then stops the server.
@@ -34,6 +36,11 @@ def mechanism(wanted: str) -> str:
     """``prctl`` or ``watchdog`` for a configured ``auto``/``prctl``/``watchdog``."""
     if wanted == "auto":
         return "prctl" if prctl_available() else "watchdog"
+    if wanted == "prctl" and not prctl_available():
+        raise ProvisioningError(
+            f"SIGNALMARKET_PARENT_DEATH=prctl needs Linux; this is {sys.platform}",
+            kind="invalid_setting",
+        )
     return wanted
 
 

@@ -46,16 +46,18 @@ def describe(operation: ops.MigrateOperation) -> str:
     if isinstance(operation, ops.DropConstraintOp):
         return f"remove constraint {operation.constraint_name} on {_table(operation)}"
     if isinstance(operation, ops.AlterColumnOp):
+        # Alembic's "unchanged" marker differs per field: None, or False where None
+        # is a change (NOT NULL is modify_nullable=False; a dropped default is None).
         changed = [
             what
-            for what, value in (
-                ("type", operation.modify_type),
-                ("nullable", operation.modify_nullable),
-                ("server default", operation.modify_server_default),
-                ("comment", operation.modify_comment),
-                ("name", operation.modify_name),
+            for what, value, unchanged in (
+                ("type", operation.modify_type, None),
+                ("nullable", operation.modify_nullable, None),
+                ("server default", operation.modify_server_default, False),
+                ("comment", operation.modify_comment, False),
+                ("name", operation.modify_name, None),
             )
-            if value is not None and value is not False
+            if value is not unchanged
         ]
         what = ", ".join(changed) or "column"
         return f"modify {what} of {_table(operation)}.{operation.column_name}"

@@ -132,9 +132,7 @@ def lint_revisions(config: DevConfig, service: str, revisions: list[str]) -> lis
 def revisions_in_range(history: History, revision_range: str) -> list[str]:
     """``A:B``: the revisions above A up to and including B (``base`` and ``head`` work)."""
     if ":" not in revision_range:
-        raise WorkflowError(
-            f"a range is A:B (e.g. 0004:head), not {revision_range!r}", kind="bad_range"
-        )
+        raise WorkflowError(f"a range is A:B, not {revision_range!r}", kind="bad_range")
     low, high = revision_range.split(":", 1)
     tops = history.heads if high in ("head", "heads", "") else (high,)
     for rev in (*tops, *((low,) if low not in ("base", "") else ())):

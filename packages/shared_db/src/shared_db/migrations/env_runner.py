@@ -168,13 +168,13 @@ def run(service: str) -> None:
         return
 
     config = alembic_config.attributes.get("db_config")
-    if isinstance(config, DbConfig):
-        url = config.require_url(service)
-    else:
-        try:
-            url, config = _command_line_url(service)
-        except ConfigurationError as exc:
-            raise SystemExit(f"error: {exc}") from None
+    try:
+        if not isinstance(config, DbConfig):
+            provided, config = _command_line_url(service)
+            config = config.with_urls({service: provided})
+        url = config.parsed_url(service)
+    except ConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None
     made = engine(
         url,
         connect_timeout_s=config.connect_timeout_s,

@@ -62,7 +62,9 @@ def start(settings_class: type[ServiceSettings]) -> tuple[ServiceSettings, DbCon
         config = settings.db_config()
         prepare_database(settings, config)
     except SharedDbError as exc:
-        message = one_line(exc, in_container=bool(settings and settings.in_container))
+        # Settings that failed to load still say where the service runs.
+        in_container = settings.in_container if settings else settings_class.running_in_container()
+        message = one_line(exc, in_container=in_container)
         log.error("%s: startup failed: %s", service, message.removeprefix(f"{service}: "))
         raise StartupFailed(message) from None
     return settings, config

@@ -15,7 +15,7 @@ def hint(error: SharedDbError, *, in_container: bool) -> str | None:
     )
     if error.kind == "no_database_url":
         if in_container:
-            return f"set {variables} in the container's environment"
+            return "give the container one in its environment (compose file, manifest)"
         return f"in development, get one with: invoke db.url --service {service}"
     if error.kind in ("invalid_database_url", "invalid_setting"):
         return "fix the environment variable and start again"

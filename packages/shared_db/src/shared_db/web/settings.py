@@ -6,12 +6,13 @@ service never provisions a database; without a URL it refuses to start.
 
 from typing import Any, ClassVar, Self
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared_db.config import DbConfig
 from shared_db.errors import ConfigurationError
 from shared_db.services import env_prefix
+from shared_db.urls import normalize
 
 
 def database_url_field(service: str) -> Any:
@@ -39,6 +40,15 @@ class ServiceSettings(BaseSettings):
     database_wait_timeout: float = Field(default=30.0, ge=0)
     in_container: bool = Field(default=False, validation_alias="SIGNALMARKET_CONTAINER")
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            normalize(value.get_secret_value())
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
     @classmethod
     def load(cls) -> Self:
         """Read the environment; a missing or bad value raises ``ConfigurationError``."""
@@ -46,6 +56,14 @@ class ServiceSettings(BaseSettings):
             return cls()  # type: ignore[call-arg]  # the URL comes from the environment
         except ValidationError as exc:
             raise _configuration_error(cls.service, exc) from None
+
+    @classmethod
+    def running_in_container(cls) -> bool:
+        """``SIGNALMARKET_CONTAINER`` alone: the hint of a failed ``load`` needs it too."""
+        try:
+            return _Where().in_container
+        except ValidationError:
+            return False
 
     def db_config(self, caller: str = "startup") -> DbConfig:
         """The runtime configuration of this service's migrations."""
@@ -57,15 +75,28 @@ class ServiceSettings(BaseSettings):
         )
 
 
+class _Where(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    in_container: bool = Field(default=False, validation_alias="SIGNALMARKET_CONTAINER")
+
+
 def _configuration_error(service: str, exc: ValidationError) -> ConfigurationError:
     """One line naming the first bad setting, never its value (it may be a secret)."""
     error = exc.errors()[0]
     field = str(error["loc"][0]) if error["loc"] else "?"
-    if error["type"] == "missing" and "database_url" in field.lower():
-        prefix = env_prefix(service)
+    prefix = env_prefix(service) if service else "<SERVICE>"
+    if "database_url" in field.lower():
+        if error["type"] == "missing":
+            return ConfigurationError(
+                f"no database URL: set {prefix}_DATABASE_URL or DATABASE_URL",
+                kind="no_database_url",
+                service=service,
+            )
+        reason = str(error["msg"]).removeprefix("Value error, ")
         return ConfigurationError(
-            f"no database URL: set {prefix}_DATABASE_URL or DATABASE_URL",
-            kind="no_database_url",
+            f"{prefix}_DATABASE_URL or DATABASE_URL: {reason}",
+            kind="invalid_database_url",
             service=service,
         )
     return ConfigurationError(

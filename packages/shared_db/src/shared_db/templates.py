@@ -1,0 +1,161 @@
+"""A database at head in constant time: one template per history, cloned per use.
+
+Replaying a history for every fresh test database costs more with every revision.
+Instead, per service, a template database at head is built once and named after a
+checksum of the history (``tmpl_<service>_<checksum>``): a changed history gets a new
+template, an unchanged one is reused across test runs. Each use is then a
+``CREATE DATABASE ... TEMPLATE``, a file copy inside Postgres that does not grow with
+the history. Concurrent builders (pytest-xdist workers, parallel CI jobs) build it once:
+the build runs under an advisory lock and under a temporary name, renamed only when
+complete, so a killed build never leaves a half-migrated template behind.
+"""
+
+import hashlib
+import secrets
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import URL
+
+from shared_db import runner
+from shared_db.config import DbConfig
+from shared_db.connections import connect_autocommit
+from shared_db.errors import DatabaseError
+from shared_db.history import revision_file_names
+from shared_db.services import check_service
+from shared_db.urls import render
+
+# Part of every checksum: a change to how templates are built makes new ones.
+TEMPLATE_FORMAT = "1"
+PREFIX = "tmpl_"
+
+
+def history_checksum(config: DbConfig, service: str) -> str:
+    """12 hex digits of sha256 over the history's files (names and contents)."""
+    digest = hashlib.sha256(f"{TEMPLATE_FORMAT}:{check_service(service)}".encode())
+    directory = config.versions_dir(service)
+    for name in revision_file_names(directory):
+        digest.update(name.encode() + b"\0")
+        digest.update((directory / name).read_bytes().replace(b"\r\n", b"\n") + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def template_name(config: DbConfig, service: str) -> str:
+    return f"{PREFIX}{service}_{history_checksum(config, service)}"
+
+
+def _exists(conn: psycopg.Connection[tuple[Any, ...]], name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return row is not None
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"signalmarket:template:{name}".encode()).digest()[:8],
+                          "big", signed=True)  # fmt: skip
+
+
+def ensure_template(config: DbConfig, server: URL, service: str) -> str:
+    """The name of ``service``'s template at head on ``server`` (a URL whose role may
+    create databases), built now if this history has none yet."""
+    name = template_name(config, service)
+    with connect_autocommit(server, "postgres", timeout_s=config.connect_timeout_s) as conn:
+        if _exists(conn, name):
+            return name
+        key = _lock_key(name)
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            if not _exists(conn, name):  # another process may have built it meanwhile
+                _build(config, server, service, name, conn)
+                _drop_older_versions(conn, config, service, keep=name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    return name
+
+
+def _origin(config: DbConfig, service: str) -> str:
+    """Which history a template was built from: its folder (one checkout's history)."""
+    return f"signalmarket template of {config.versions_dir(service).resolve()}"
+
+
+def _build(
+    config: DbConfig,
+    server: URL,
+    service: str,
+    name: str,
+    conn: psycopg.Connection[tuple[Any, ...]],
+) -> None:
+    building = sql.Identifier(f"{name}_building")
+    # Left by a builder that was killed: it never got the final name.
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(building))
+    conn.execute(sql.SQL("CREATE DATABASE {}").format(building))
+    url = server.set(database=f"{name}_building")
+    migrate = config.replace(database_urls={service: render(url, show_password=True)})
+    runner.upgrade(migrate, service)
+    final = sql.Identifier(name)
+    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(building, final))
+    # Nobody connects to a template by mistake (a connection would block every clone).
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(final)
+    )
+    conn.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(final, sql.Literal(_origin(config, service)))
+    )
+
+
+def _drop_older_versions(
+    conn: psycopg.Connection[tuple[Any, ...]], config: DbConfig, service: str, keep: str
+) -> None:
+    """Templates of earlier versions of the same checkout's history (other checkouts and
+    branches sharing the server keep theirs). One in use is left for another time."""
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s "
+        "AND shobj_description(oid, 'pg_database') = %s",
+        (f"{PREFIX}{service}\\_%", keep, _origin(config, service)),
+    ).fetchall()
+    for (stale,) in rows:
+        identifier = sql.Identifier(stale)
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(identifier))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(identifier))
+        except psycopg.Error:
+            continue  # being cloned or dropped right now
+
+
+def clone(server: URL, template: str, prefix: str = "test") -> URL:
+    """A new database copied from ``template``; its URL (drop it with ``drop``)."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with connect_autocommit(server, "postgres") as conn:
+        try:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot copy the template {template}: {str(exc).strip().splitlines()[0]}",
+                kind="database_error",
+            ) from None
+    return server.set(database=name)
+
+
+def drop(url: URL) -> None:
+    """Drop the database of ``url`` (a copy), even with connections left open."""
+    name = url.database or ""
+    if not name or name.startswith(PREFIX):
+        raise ValueError(f"refusing to drop {name!r}: not a copy")
+    with connect_autocommit(url, "postgres") as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def database_at_head(config: DbConfig, server: URL, service: str, prefix: str = "test") -> URL:
+    """A new database with ``service``'s history at head: a copy of its template."""
+    try:
+        return clone(server, ensure_template(config, server, service), prefix)
+    except DatabaseError:
+        # Its template was dropped in between (a newer version of the same history was
+        # just built elsewhere): build it again, once.
+        return clone(server, ensure_template(config, server, service), prefix)
