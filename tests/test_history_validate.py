@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from db_devtools.workflow import history_cache
 from db_devtools.workflow.validate import Report, validate_directory
-from dev_tasks.hints import HINTS, fix, for_problem
+from dev_tasks.hints import HINTS, for_problem, problem_fix
 from helpers import alembic_script, alembic_shape, head, invoke, reader_shape
 from shared_db.config import DbConfig
 from shared_db.history import read_directory, read_history, sort_ids
@@ -106,13 +106,7 @@ def only(verdict: Report, kind: str) -> Problem:
 
 def hint(problem: Problem) -> str:
     """The Invoke front end's fix for ``problem``."""
-    step = fix(
-        problem.kind,
-        problem.service,
-        revision=problem.revision,
-        path=problem.path,
-        detail=problem.detail,
-    )
+    step = problem_fix(problem)
     assert step is not None, f"no hint for {problem.kind}"
     return step
 

@@ -118,13 +118,18 @@ def for_error(error: SharedDbError) -> str:
     return f"{error}; {step}" if step else str(error)
 
 
-def for_problem(problem: Problem) -> str:
-    """A problem as one line, with its fix."""
-    step = fix(
+def problem_fix(problem: Problem) -> str | None:
+    """The fix of a history (or lint, drift...) problem."""
+    return fix(
         problem.kind,
         problem.service,
         revision=problem.revision,
         path=problem.path,
         detail=problem.detail,
     )
+
+
+def for_problem(problem: Problem) -> str:
+    """A problem as one line, with its fix."""
+    step = problem_fix(problem)
     return f"{problem}; {step}" if step else str(problem)

@@ -19,7 +19,7 @@ from shared_db.services import SERVICES, check_service
 
 from dev_tasks.environment import dev_config, with_databases
 from dev_tasks.errors import reported
-from dev_tasks.hints import fix, for_problem
+from dev_tasks.hints import for_problem, problem_fix
 
 if TYPE_CHECKING:
     from db_devtools.workflow.validate import Report
@@ -159,13 +159,7 @@ def _as_json(reports: list["Report"]) -> str:
                             "message": p.message,
                             "revision": p.revision,
                             "file": str(p.path) if p.path else None,
-                            "fix": fix(
-                                p.kind,
-                                p.service,
-                                revision=p.revision,
-                                path=p.path,
-                                detail=p.detail,
-                            ),
+                            "fix": problem_fix(p),
                         }
                         for p in r.problems
                     ],

@@ -56,15 +56,21 @@ def engine(
     return create_engine(normalize(url), poolclass=pool.NullPool, connect_args=args)
 
 
+def migration_engine(config: DbConfig, service: str, url: URL) -> Engine:
+    """An engine for migrating ``service``: the configured timeout, and an
+    ``application_name`` naming the service, the caller, the host and the process."""
+    return engine(
+        url,
+        connect_timeout_s=config.connect_timeout_s,
+        application_name=config.application_name(service),
+    )
+
+
 @contextmanager
 def connect(config: DbConfig, service: str, url: str | URL | None = None) -> Iterator[Connection]:
     """A connection to ``service``'s database (``url``, else the configured one)."""
     target = normalize(url) if url is not None else config.parsed_url(service)
-    made = engine(
-        target,
-        connect_timeout_s=config.connect_timeout_s,
-        application_name=config.application_name(service),
-    )
+    made = migration_engine(config, service, target)
     try:
         with made.connect() as connection:
             yield connection

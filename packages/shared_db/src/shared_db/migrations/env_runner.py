@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared_db import records
 from shared_db.config import DbConfig
-from shared_db.connections import engine
+from shared_db.connections import migration_engine
 from shared_db.errors import ConfigurationError
 from shared_db.models import metadata_for
 from shared_db.services import version_table
@@ -175,11 +175,7 @@ def run(service: str) -> None:
         url = config.parsed_url(service)
     except ConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None
-    made = engine(
-        url,
-        connect_timeout_s=config.connect_timeout_s,
-        application_name=config.application_name(service),
-    )
+    made = migration_engine(config, service, url)
     try:
         with made.connect() as conn:
             _run_online(conn, service)
