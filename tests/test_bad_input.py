@@ -539,10 +539,11 @@ def test_process_unknown_service_exits_1_with_one_line() -> None:
     assert result.stdout == ""
 
 
-def test_process_unreachable_database_exits_1_with_one_line() -> None:
+def test_process_unreachable_database_exits_4_with_one_line() -> None:
+    """Exit code 4: the database could not be reached (shared_db.exit_codes)."""
     url = UNREACHABLE.replace("{password}", PASSWORD)
     result = invoke_process("migrate.current", "--service", "api_gateway", env=_process_env(url))
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr
     output = result.stdout + result.stderr
     assert "Traceback" not in output and PASSWORD not in output and url not in output
     (line,) = result.stderr.strip().splitlines()

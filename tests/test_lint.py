@@ -38,7 +38,7 @@ def test_range_arithmetic() -> None:
 
 def test_rendered_sql_sets_the_session_timeouts() -> None:
     rendered = lint.render_upgrade(alembic_script(DbConfig(), "scoring_engine"), "0002")
-    assert rendered.startswith("SET lock_timeout = '10s';")
+    assert rendered.startswith("SET lock_timeout = '2s';")
     assert "ALTER TABLE scores ADD COLUMN status VARCHAR(16) DEFAULT 'pending' NOT NULL" in rendered
 
 
@@ -131,3 +131,70 @@ def test_markers_are_per_revision(tmp_path: Path) -> None:
     path.write_text("# migrate-lint: allow 9-lives -- because\n")
     with pytest.raises(WorkflowError, match="9-lives is not a squawk rule name"):
         lint.allowed_rules(path)
+
+
+CONCURRENT_REVISION = '''"""Index scores by value, concurrently.
+
+Revision ID: 0011
+"""
+
+from alembic import op
+{marker}
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.execute("CREATE INDEX CONCURRENTLY {exists}ix_scores_value ON scores (value)")
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_scores_value")
+'''
+
+
+@pytest.mark.parametrize(
+    ("exists", "marker", "findings"),
+    [
+        ("", "", 1),
+        ("IF NOT EXISTS ", "", 0),
+        ("", "# migrate-lint: allow idempotent-autocommit -- scores is tiny, reviewed\n", 0),
+    ],
+)
+def test_an_autocommit_statement_must_run_twice_safely(
+    repo: Repo, exists: str, marker: str, findings: int
+) -> None:
+    """A killed run may have built the index without its revision being recorded."""
+    path = repo.path / VERSIONS / INDEX_FILE
+    path.write_text(CONCURRENT_REVISION.format(marker=marker, exists=exists))
+    found = [
+        f
+        for f in lint.lint(repo.config(), "scoring_engine", "0010:0011")
+        if f.rule == lint.IDEMPOTENT_AUTOCOMMIT
+    ]
+    assert len(found) == findings, found
+    if findings:
+        assert "'CREATE INDEX CONCURRENTLY ix_scores_value ON scores (value)' fails when run " in (
+            found[0].message
+        )
+        result = repo.invoke("migrate.lint", "--service", "scoring_engine", "--range", "0010:0011")
+        assert result.code == 1
+        assert (
+            "make it run twice safely (IF NOT EXISTS, IF EXISTS) or, once reviewed, add to "
+            in result.out
+        )
+
+
+def test_statements_outside_a_transaction_are_checked_by_kind() -> None:
+    rendered = (
+        "COMMIT;\n\nALTER TYPE mood ADD VALUE 'ok';\n\nREINDEX INDEX CONCURRENTLY ix;\n\n"
+        "UPDATE t SET a = 1;\n\nBEGIN;\n\nCREATE INDEX ix2 ON t (a);\n"
+    )
+    found = lint.autocommit_findings(rendered)
+    assert len(found) == 2, found
+    assert "\"ALTER TYPE mood ADD VALUE 'ok'\" fails when run again" in found[0]
+    assert "'UPDATE t SET a = 1' cannot be shown to run twice safely" in found[1]

@@ -25,6 +25,11 @@ HINTS: dict[str, str] = {
     "revision_failed": "fix that revision, then run: invoke migrate.upgrade --service {s}",
     "unsound_history": "see every problem: invoke migrate.validate --offline --service {s}",
     "lock_timeout": "another migration holds the lock: wait, or raise MIGRATION_LOCK_TIMEOUT",
+    "lock_contention": "retry when those sessions are done, or end them (pg_terminate_backend)",
+    "interrupted": "run it again: invoke migrate.upgrade --service {s}",
+    "leftover": "run that statement, then migrate again",
+    "leftover_object": "if it is, run: invoke migrate.stamp --service {s} --revision {revision}",
+    "bad_revision_setting": "fix the setting in that revision's file",
     "bad_target": "see the revisions: invoke migrate.history --service {s}",
     "unknown_target": "see the revisions: invoke migrate.history --service {s}",
     "sql_failed": "see the revisions: invoke migrate.history --service {s}",
@@ -72,6 +77,9 @@ HINTS: dict[str, str] = {
     "multiple_heads": "run: invoke migrate.merge --service {s}",
     "lint": "make it safe (https://squawkhq.com/docs/{detail}) or, once reviewed, add to "
     "{file}: # migrate-lint: allow {detail} -- <why>",
+    "lint_autocommit": "make it run twice safely (IF NOT EXISTS, IF EXISTS) or, once reviewed, "
+    "add to {file}: # migrate-lint: allow idempotent-autocommit -- <why>",
+    "invalid_index": "the next upgrade drops it (the runner does), or drop it now: {detail}",
     "upgrade_failed": "fix the failing revision, then run: invoke migrate.validate --service {s}",
     "model_drift": "run: invoke migrate.revision --service {s} -m 'describe the change'",
     "modified_after_apply": "restore the applied version (git log -p -- {file}); put new "

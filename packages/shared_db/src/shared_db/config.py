@@ -38,6 +38,17 @@ class DbConfig:
     lock_wait_s: float = 60.0
     database_wait_s: float = 30.0
     connect_timeout_s: float = 10.0
+    # The lock-wait guard: each migration statement waits at most this long for a table
+    # lock (Postgres's lock_timeout; a revision may set its own), then the revision is
+    # rolled back and retried after a pause, at most lock_retries times within
+    # retry_budget_s seconds.
+    table_lock_timeout_s: float = 2.0
+    lock_retries: int = 10
+    retry_budget_s: float = 120.0
+    # How long a busy backend left by an earlier, dead migrator may finish before it is
+    # terminated; and how often the server checks that a migration's client is alive.
+    leftover_wait_s: float = 5.0
+    client_check_interval_s: float = 1.0
 
     def url_for(self, service: str) -> str | None:
         """The configured URL of ``service``'s database, ``None`` when there is none."""
@@ -86,9 +97,10 @@ class DbConfig:
     def versions_dir(self, service: str) -> Path:
         return self.script_location(service) / "versions"
 
-    def application_name(self, service: str) -> str:
-        """``migrate:<service>:<caller>@<host>:<pid>``, at most Postgres's 63 bytes."""
-        name = f"migrate:{service}:{self.caller}@{socket.gethostname()}:{os.getpid()}"
+    def application_name(self, service: str, kind: str = "migrate") -> str:
+        """``<kind>:<service>:<caller>@<host>:<pid>``, at most Postgres's 63 bytes; kind
+        ``migrate`` applies revisions, ``migrate-lock`` holds the migration lock."""
+        name = f"{kind}:{service}:{self.caller}@{socket.gethostname()}:{os.getpid()}"
         return name.encode()[:63].decode(errors="ignore")
 
     @classmethod
@@ -108,9 +120,15 @@ class DbConfig:
         for key, variable in (
             ("lock_wait_s", "MIGRATION_LOCK_TIMEOUT"),
             ("database_wait_s", "DATABASE_WAIT_TIMEOUT"),
+            ("table_lock_timeout_s", "MIGRATION_TABLE_LOCK_TIMEOUT"),
+            ("retry_budget_s", "MIGRATION_RETRY_BUDGET"),
         ):
             if environ.get(variable):
                 values[key] = seconds(variable, environ[variable])
+        if environ.get("MIGRATION_LOCK_RETRIES"):
+            values["lock_retries"] = count(
+                "MIGRATION_LOCK_RETRIES", environ["MIGRATION_LOCK_RETRIES"]
+            )
         values.update(overrides)
         return cls(**values)
 
@@ -126,3 +144,12 @@ def seconds(variable: str, value: str) -> float:
             f"{variable}={value!r} is not a number of seconds", kind="invalid_setting"
         )
     return parsed
+
+
+def count(variable: str, value: str) -> int:
+    """A positive whole number from a setting; raises naming the setting."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ConfigurationError(
+            f"{variable}={value!r} is not a positive whole number", kind="invalid_setting"
+        )
+    return int(value)

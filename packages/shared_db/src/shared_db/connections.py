@@ -19,6 +19,14 @@ from shared_db.errors import DatabaseError
 from shared_db.urls import normalize, where
 
 _UNREACHABLE = ("refused", "timeout", "timed out", "could not translate host", "no route")
+# TCP keepalives: a peer that vanished (a killed host, a cut network) is noticed in ~25 s
+# on both sides, instead of a connection that looks open for hours.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 def first_line(exc: BaseException) -> str:
@@ -48,7 +56,7 @@ def engine(
 ) -> Engine:
     """An engine with a connect timeout: pooled (a service's requests, connections
     checked before use) or not (one connection per use: commands, migrations)."""
-    args: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s))}
+    args: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s)), **KEEPALIVES}
     if application_name:
         args["application_name"] = application_name
     if pooled:
@@ -99,6 +107,7 @@ def connect_autocommit(
             autocommit=True,
             connect_timeout=max(1, round(timeout_s)),
             application_name=application_name,
+            **KEEPALIVES,
         )
     except psycopg.Error as exc:
         raise database_error(exc, url.set(database=database or url.database), service) from exc

@@ -9,7 +9,9 @@ update; a downgrade step removes it. Comparing them with the files shows tamperi
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ProgrammingError
@@ -91,3 +93,14 @@ def current_revisions(connection: Connection, service: str) -> tuple[str, ...]:
         return ()
     rows = connection.execute(text(f"SELECT version_num FROM {table}")).scalars()
     return tuple(sorted(rows))
+
+
+def current_revisions_raw(
+    conn: psycopg.Connection[tuple[Any, ...]], service: str
+) -> tuple[str, ...]:
+    """The same, on a plain psycopg connection (the migration lock's)."""
+    table = version_table(service)
+    row = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+    if row is None or row[0] is None:
+        return ()
+    return tuple(sorted(r[0] for r in conn.execute(f"SELECT version_num FROM {table}")))

@@ -3,42 +3,65 @@
 Service startup, ``migrate.upgrade``/``downgrade``/``stamp``, the test fixtures and
 the containers all come here, so they share its guarantees:
 
-1. The history is checked first: a history Alembic would reject (duplicate IDs, a
-   cycle, a missing parent, several heads, an unreadable file) migrates nothing.
-2. A per-service session-level advisory lock, on a dedicated connection, is held for
-   the whole run (a transaction-level lock would be released by autocommit blocks such
-   as ``CREATE INDEX CONCURRENTLY``); the wait for it is bounded. Two runners never
-   interleave, whichever front end started them.
-3. Under the lock the revision is read again, then the revisions are applied one by
-   one, each in its own transaction, so a failure leaves the last good revision applied
-   and the error names the failing one.
-4. A database at a revision this code does not know was migrated by newer code: it is
+1. **A history Alembic accepts, or nothing.** Every file is compiled and the graph is
+   checked first: duplicate IDs, a cycle, a missing parent, several heads or an
+   unreadable file migrate nothing. Where the fast reader cannot tell (a value that is
+   not a literal), Alembic's own reading decides.
+2. **One migrator at a time.** A per-service session-level advisory lock on its own
+   connection (``shared_db.locking``); the wait is bounded and says who holds it.
+3. **Under the lock**: backends left busy by an earlier migrator that died are given
+   a moment, then terminated; invalid indexes left by a killed
+   ``CREATE INDEX CONCURRENTLY`` are dropped (``shared_db.leftovers``); the revision is
+   read again.
+4. **Revision by revision**, each in its own transaction: a failure leaves the last
+   good revision applied and the error names the failing one.
+5. **The lock-wait guard**: each statement waits at most a short ``lock_timeout`` for a
+   table lock, so the traffic queued behind a migration's pending lock is never stalled
+   longer than that; the revision is rolled back and retried after a jittered pause,
+   within a bounded number of attempts and time; giving up names the blocking sessions
+   and says it is contention (exit code 3), not a broken revision.
+6. **No orphaned work**: migration sessions set ``client_connection_check_interval``,
+   so the server cancels a dead client's statement, and TCP keepalives.
+7. **SIGTERM/SIGINT** (in the main thread): the current revision is cancelled and
+   rolled back, the lock released, and the interruption reported.
+8. A database at a revision this code does not know was migrated by newer code: it is
    never downgraded or "fixed" from here.
 """
 
-import hashlib
 import logging
+import random
+import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
 from sqlalchemy.engine import Connection
 
-from shared_db import records
+from shared_db import leftovers, records, sessions
 from shared_db.config import DbConfig
-from shared_db.connections import connect, connect_autocommit, first_line
+from shared_db.connections import connect, first_line
 from shared_db.errors import DatabaseError, MigrationError
 from shared_db.history import History, read_history
+from shared_db.interrupts import Interrupted, interruptible
+from shared_db.locking import lock_key, migration_lock
+from shared_db.sessions import Conn, Session
 from shared_db.soundness import fatal_problems
 from shared_db.status import at_head, unknown_revisions
-
-log = logging.getLogger("signalmarket.migrate")
 
 if TYPE_CHECKING:  # Alembic is imported only when there is something to apply
     from alembic.runtime.migration import MigrationStep
     from alembic.script import ScriptDirectory
+
+__all__ = ["RunResult", "downgrade", "lock_key", "migrate_to_head", "stamp", "upgrade"]
+
+log = logging.getLogger("signalmarket.migrate")
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement whose lock_timeout expired
+_INTERVAL = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min)?$")
+# Reader problems that mean "the reader cannot tell" rather than "the file is broken".
+_READER_DOUBTS = ("is not a literal", "declares no `revision", "declares no `down_revision")
 
 
 @dataclass(frozen=True)
@@ -52,18 +75,18 @@ class RunResult:
     steps: tuple[str, ...] = field(default=())  # revisions applied (or undone), in order
 
 
-def lock_key(service: str) -> int:
-    """A stable signed 64-bit advisory-lock key per service."""
-    digest = hashlib.sha256(f"signalmarket:migrate:{service}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+# -- the history: what Alembic would accept -------------------------------------------
 
 
-# -- the guards ----------------------------------------------------------------------
-
-
-def require_sound(service: str, history: History) -> None:
-    """Refuse a history that Alembic would reject or misread."""
+def sound_history(config: DbConfig, service: str) -> History:
+    """``service``'s history, every file compiled; raises when Alembic would reject it."""
+    history = read_history(config, service, check_syntax=True)
     problems = fatal_problems(service, history)
+    if any(p.kind == "unreadable_file" and _doubtful(p.message) for p in problems):
+        # The reader cannot tell (and what follows from it, e.g. a child's missing
+        # parent, is in doubt too): Alembic's own reading decides.
+        history = _alembic_history(config, service)
+        problems = fatal_problems(service, history)
     if problems:
         first = problems[0]
         raise MigrationError(
@@ -74,6 +97,45 @@ def require_sound(service: str, history: History) -> None:
             cause=first.kind,
             path=first.path,
         )
+    return history
+
+
+def _doubtful(message: str) -> bool:
+    return any(doubt in message for doubt in _READER_DOUBTS)
+
+
+def _alembic_history(config: DbConfig, service: str) -> History:
+    """The history as Alembic itself reads it (every module imported)."""
+    from shared_db.history import Revision
+
+    try:
+        script = _script(config, service)
+        revisions = [
+            Revision(
+                id=s.revision,
+                down=_as_tuple(s.down_revision),
+                branch_labels=_as_tuple(getattr(s.module, "branch_labels", None)),
+                depends_on=_as_tuple(s.dependencies),
+                path=Path(s.path or ""),
+                message=s.doc or "",
+            )
+            for s in script.walk_revisions()
+        ]
+    except Exception as exc:  # Alembic refuses it (CommandError, ImportError...): so do we
+        raise MigrationError(
+            f"the history cannot be used: Alembic cannot load it: {first_line(exc)}",
+            kind="unsound_history",
+            service=service,
+        ) from None
+    return History.from_revisions(revisions)
+
+
+def _as_tuple(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)  # type: ignore[attr-defined]
 
 
 def refuse_unknown(service: str, history: History, current: tuple[str, ...]) -> None:
@@ -87,82 +149,6 @@ def refuse_unknown(service: str, history: History, current: tuple[str, ...]) -> 
             service=service,
             revision=unknown[0],
         )
-
-
-# -- the lock ------------------------------------------------------------------------
-
-
-def _try_lock(conn: psycopg.Connection[tuple[Any, ...]], key: int) -> bool:
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-    return bool(row and row[0])
-
-
-def _locked(config: DbConfig, service: str, work: Callable[[Connection], RunResult]) -> RunResult:
-    """Run ``work`` on a connection to ``service``'s database under its migration lock."""
-    url = config.parsed_url(service)
-    key = lock_key(service)
-    lock_conn = connect_autocommit(
-        url,
-        timeout_s=config.connect_timeout_s,
-        application_name=config.application_name(service),
-        service=service,
-    )
-    with lock_conn:
-        deadline = time.monotonic() + config.lock_wait_s
-        while not _try_lock(lock_conn, key):
-            if time.monotonic() > deadline:
-                raise MigrationError(
-                    f"waited {config.lock_wait_s:g} s for the migration lock; another "
-                    "process holds it (a long migration, or a stuck session)",
-                    kind="lock_timeout",
-                    service=service,
-                )
-            time.sleep(0.05)
-        try:
-            with connect(config, service) as connection:
-                return work(connection)
-        finally:
-            lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-
-
-# -- applying revisions --------------------------------------------------------------
-
-
-def _script(config: DbConfig, service: str) -> "ScriptDirectory":
-    from alembic.script import ScriptDirectory
-
-    from shared_db.alembic_config import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config(config, service))
-
-
-def _plan(
-    script: "ScriptDirectory", service: str, current: tuple[str, ...], target: str, down: bool
-) -> list[tuple[str, "MigrationStep"]]:
-    """(revision, step) from ``current`` to ``target``, in the order Alembic applies them."""
-    from alembic.runtime.migration import MigrationStep
-    from alembic.script.revision import RevisionError
-    from alembic.util.exc import CommandError
-
-    try:
-        if down:
-            scripts = list(script.iterate_revisions(current, target, select_for_downgrade=True))
-            return [
-                (s.revision, MigrationStep.downgrade_from_script(script.revision_map, s))
-                for s in scripts
-            ]
-        scripts = list(script.iterate_revisions(target, current, implicit_base=True))
-        return [
-            (s.revision, MigrationStep.upgrade_from_script(script.revision_map, s))
-            for s in reversed(scripts)
-        ]
-    except (RevisionError, CommandError) as exc:
-        raise MigrationError(
-            f"cannot {'downgrade' if down else 'upgrade'} to {target!r}: {exc}",
-            kind="bad_target",
-            service=service,
-            revision=target,
-        ) from exc
 
 
 def _check_target(service: str, history: History, target: str) -> None:
@@ -211,16 +197,275 @@ def _check_downgrade(service: str, history: History, current: tuple[str, ...], t
         )
 
 
-def _apply(
-    config: DbConfig, service: str, connection: Connection, target: str, down: bool
+# -- running under the lock -----------------------------------------------------------
+
+
+def _locked(
+    config: DbConfig, service: str, work: Callable[[Connection, Conn], RunResult]
 ) -> RunResult:
-    from alembic.operations import Operations
-    from alembic.runtime.migration import MigrationContext
+    """``work(migration connection, lock connection)`` under ``service``'s migration
+    lock, after clearing what earlier migrators left; SIGTERM/SIGINT stop it cleanly."""
+    lock_conn: Conn | None = None
+    try:
+        with interruptible(), migration_lock(config, service) as lock_conn:
+            leftovers.settle_leftover_migrators(lock_conn, config, service)
+            with connect(config, service) as connection:
+                return work(connection, lock_conn)
+    except Interrupted as exc:
+        stays = _stays_at(config, service, lock_conn)
+        raise MigrationError(
+            f"stopped by {exc.args[0]}: the revision being applied was rolled back; the "
+            f"database stays at {stays}",
+            kind="interrupted",
+            service=service,
+            cause=exc.args[0],
+        ) from None
 
-    from shared_db.migrations.env_runner import SESSION_SETTINGS, runner_options
 
-    history = read_history(config, service)
-    require_sound(service, history)
+def _stays_at(config: DbConfig, service: str, lock_conn: Conn | None) -> str:
+    """The database's revision, read again after an interruption (best effort)."""
+    try:
+        if lock_conn is not None and not lock_conn.closed:
+            found = records.current_revisions_raw(lock_conn, service)
+        else:
+            with connect(config, service) as connection:
+                found = records.current_revisions(connection, service)
+    except Exception:
+        return "(unknown: the database could not be read)"
+    return ", ".join(found) or "base"
+
+
+def _script(config: DbConfig, service: str) -> "ScriptDirectory":
+    from alembic.script import ScriptDirectory
+
+    from shared_db.alembic_config import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config(config, service))
+
+
+def _plan(
+    script: "ScriptDirectory", service: str, current: tuple[str, ...], target: str, down: bool
+) -> list[tuple[str, "MigrationStep"]]:
+    """(revision, step) from ``current`` to ``target``, in the order Alembic applies them."""
+    from alembic.runtime.migration import MigrationStep
+    from alembic.script.revision import RevisionError
+    from alembic.util.exc import CommandError
+
+    try:
+        if down:
+            scripts = list(script.iterate_revisions(current, target, select_for_downgrade=True))
+            return [
+                (s.revision, MigrationStep.downgrade_from_script(script.revision_map, s))
+                for s in scripts
+            ]
+        scripts = list(script.iterate_revisions(target, current, implicit_base=True))
+        return [
+            (s.revision, MigrationStep.upgrade_from_script(script.revision_map, s))
+            for s in reversed(scripts)
+        ]
+    except (RevisionError, CommandError) as exc:
+        raise MigrationError(
+            f"cannot {'downgrade' if down else 'upgrade'} to {target!r}: {exc}",
+            kind="bad_target",
+            service=service,
+            revision=target,
+        ) from exc
+
+
+def _service_tables(service: str) -> set[tuple[str, str]]:
+    from shared_db.models import metadata_for
+
+    return {(t.schema or "public", t.name) for t in metadata_for(service).tables.values()}
+
+
+def _prepare_session(connection: Connection, config: DbConfig) -> int:
+    """Session settings of the migration connection; returns its backend pid."""
+    from shared_db.migrations.env_runner import SESSION_SETTINGS
+
+    for statement in SESSION_SETTINGS:
+        connection.exec_driver_sql(statement)
+    version = connection.dialect.server_version_info or (0,)
+    if version >= (14,):  # the server cancels the work of a client that vanished
+        interval = max(1, round(config.client_check_interval_s * 1000))
+        connection.exec_driver_sql(f"SET client_connection_check_interval = {interval}")
+    pid = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    connection.commit()  # session settings stay; each revision runs in its own transaction
+    return pid
+
+
+def _lock_timeout(script: "ScriptDirectory", service: str, revision: str, default: float) -> str:
+    """The revision's own ``lock_timeout`` (e.g. ``lock_timeout = "5s"`` in its file),
+    else the configured one."""
+    found = script.get_revision(revision)
+    own = getattr(found.module, "lock_timeout", None) if found is not None else None
+    if own is None:
+        return f"{round(default * 1000)}ms"
+    if not isinstance(own, str) or not _INTERVAL.match(own.strip()):
+        raise MigrationError(
+            f"revision {revision} sets lock_timeout = {own!r}; expected a duration such as "
+            '"5s" or "500ms"',
+            kind="bad_revision_setting",
+            service=service,
+            revision=revision,
+        )
+    return own.strip()
+
+
+class _BlockerWatch:
+    """While a revision runs, who blocks the migration's backend (polled from the idle
+    lock connection, so that the sessions are known even after the statement gave up)."""
+
+    def __init__(self, conn: Conn, pid: int, interval: float = 0.1) -> None:
+        self.conn, self.pid, self.interval = conn, pid, interval
+        self.seen: list[Session] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                found = sessions.blockers(self.conn, self.pid)
+            except Exception:
+                return
+            if found:
+                self.seen = found
+
+    def __enter__(self) -> "_BlockerWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def describe(self) -> str:
+        return "; ".join(s.describe() for s in self.seen) or "sessions that let go meanwhile"
+
+
+def _lock_not_granted(exc: BaseException) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+def _pause(attempt: int) -> float:
+    """Jittered, growing pauses between attempts: the queued traffic drains meanwhile."""
+    return float(random.uniform(0.5, 1.0) * min(5.0, 0.25 * 2**attempt))
+
+
+class _Applier:
+    """Applies the planned steps one by one on the migration connection."""
+
+    def __init__(
+        self,
+        config: DbConfig,
+        service: str,
+        connection: Connection,
+        lock_conn: Conn,
+        script: "ScriptDirectory",
+        pid: int,
+    ) -> None:
+        from alembic.runtime.migration import MigrationContext
+
+        from shared_db.migrations.env_runner import runner_options
+
+        self.config, self.service, self.connection = config, service, connection
+        self.lock_conn, self.script, self.pid = lock_conn, script, pid
+        self.queue: list[MigrationStep] = []
+        queue = self.queue
+        self.context: MigrationContext = MigrationContext.configure(
+            connection, opts={**runner_options(service, script), "fn": lambda _h, _c: queue}
+        )
+        self.timeout = ""
+
+    def apply(self, revision: str, step: "MigrationStep", verb: str) -> None:
+        from alembic.operations import Operations
+
+        timeout = _lock_timeout(
+            self.script, self.service, revision, self.config.table_lock_timeout_s
+        )
+        if timeout != self.timeout:
+            self.connection.exec_driver_sql(f"SET lock_timeout = '{timeout}'")
+            self.connection.commit()
+            self.timeout = timeout
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            self.queue[:] = [step]
+            watch = _BlockerWatch(self.lock_conn, self.pid)
+            try:
+                with watch, Operations.context(self.context):
+                    self.context.run_migrations()
+                return
+            except (Interrupted, DatabaseError):
+                raise
+            except Exception as exc:
+                self.connection.rollback()
+                if not _lock_not_granted(exc):
+                    raise self._failed(revision, exc) from exc
+                elapsed = time.monotonic() - started
+                left = self.config.retry_budget_s - elapsed
+                if attempt >= self.config.lock_retries or left <= 0:
+                    raise MigrationError(
+                        f"lock contention: revision {revision} was not granted a table lock "
+                        f"within {timeout} in {attempt} attempt(s) over {elapsed:.0f} s; "
+                        f"blocked by {watch.describe()}; the revision itself is not at fault "
+                        f"and was rolled back; the database stays at {self._at()}",
+                        kind="lock_contention",
+                        service=self.service,
+                        revision=revision,
+                    ) from None
+                pause = min(_pause(attempt), left)
+                log.warning(
+                    "%s: %s %s: no table lock within %s (attempt %d of %d), blocked by %s; "
+                    "rolled back, retrying in %.1f s",
+                    self.service,
+                    verb,
+                    revision,
+                    timeout,
+                    attempt,
+                    self.config.lock_retries,
+                    watch.describe(),
+                    pause,
+                )
+                time.sleep(pause)
+
+    def _at(self) -> str:
+        try:
+            found = records.current_revisions(self.connection, self.service)
+            self.connection.rollback()
+        except Exception:
+            found = records.current_revisions_raw(self.lock_conn, self.service)
+        return ", ".join(found) or "base"
+
+    def _failed(self, revision: str, exc: BaseException) -> MigrationError:
+        reason = first_line(exc)
+        found = self.script.get_revision(revision)
+        source = Path(found.path).read_text() if found is not None and found.path else ""
+        leftover = leftovers.explain_existing(self.service, revision, reason, source)
+        if leftover:
+            return MigrationError(
+                f"revision {revision} failed: {leftover}",
+                kind="leftover_object",
+                service=self.service,
+                revision=revision,
+            )
+        return MigrationError(
+            f"revision {revision} failed: {reason}; the database stays at {self._at()}",
+            kind="revision_failed",
+            service=self.service,
+            revision=revision,
+            cause=reason,
+        )
+
+
+def _apply(
+    config: DbConfig,
+    service: str,
+    history: History,
+    connection: Connection,
+    lock_conn: Conn,
+    target: str,
+    down: bool,
+) -> RunResult:
     before = records.current_revisions(connection, service)
     refuse_unknown(service, history, before)
     _check_target(service, history, target)
@@ -231,37 +476,15 @@ def _apply(
         _check_downgrade(service, history, before, target)
     script = _script(config, service)
     steps = _plan(script, service, before, target, down)
-    for statement in SESSION_SETTINGS:
-        connection.exec_driver_sql(statement)
-    connection.commit()  # session settings stay; each revision runs in its own transaction
-    queue: list[MigrationStep] = []
-    context = MigrationContext.configure(
-        connection,
-        opts={**runner_options(service, script), "fn": lambda _heads, _ctx: queue},
-    )
-    done: list[str] = []
+    pid = _prepare_session(connection, config)
+    leftovers.drop_invalid_indexes(lock_conn, service, _service_tables(service))
+    applier = _Applier(config, service, connection, lock_conn, script, pid)
     verb = "undoing" if down else "applying"
+    done: list[str] = []
     for number, (revision, step) in enumerate(steps, 1):
-        queue[:] = [step]
         log.info("%s: %s %s (%d of %d)", service, verb, revision, number, len(steps))
         started = time.perf_counter()
-        try:
-            with Operations.context(context):
-                context.run_migrations()
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            connection.rollback()
-            at = records.current_revisions(connection, service)
-            connection.rollback()
-            raise MigrationError(
-                f"revision {revision} failed: {first_line(exc)}; the database stays at "
-                f"{', '.join(at) or 'base'}",
-                kind="revision_failed",
-                service=service,
-                revision=revision,
-                cause=first_line(exc),
-            ) from exc
+        applier.apply(revision, step, verb)
         log.info("%s: %s done in %.3f s", service, revision, time.perf_counter() - started)
         done.append(revision)
     after = records.current_revisions(connection, service)
@@ -272,25 +495,34 @@ def _apply(
 
 def upgrade(config: DbConfig, service: str, target: str = "head") -> RunResult:
     """Upgrade ``service``'s database to ``target`` under the migration lock."""
-    return _locked(config, service, lambda conn: _apply(config, service, conn, target, False))
+    history = sound_history(config, service)
+    return _locked(
+        config,
+        service,
+        lambda conn, lock: _apply(config, service, history, conn, lock, target, False),
+    )
 
 
 def downgrade(config: DbConfig, service: str, target: str = "-1") -> RunResult:
     """Downgrade ``service``'s database to ``target`` under the migration lock."""
-    return _locked(config, service, lambda conn: _apply(config, service, conn, target, True))
+    history = sound_history(config, service)
+    return _locked(
+        config,
+        service,
+        lambda conn, lock: _apply(config, service, history, conn, lock, target, True),
+    )
 
 
 def stamp(config: DbConfig, service: str, revision: str) -> RunResult:
     """Record ``revision`` as applied without running anything (under the lock)."""
+    history = sound_history(config, service)
+    _check_target(service, history, revision)
 
-    def work(connection: Connection) -> RunResult:
+    def work(connection: Connection, _lock: Conn) -> RunResult:
         from alembic.runtime.migration import MigrationContext
 
         from shared_db.services import version_table
 
-        history = read_history(config, service)
-        require_sound(service, history)
-        _check_target(service, history, revision)
         before = records.current_revisions(connection, service)
         context = MigrationContext.configure(
             connection, opts={"version_table": version_table(service)}
@@ -308,6 +540,8 @@ def stamp(config: DbConfig, service: str, revision: str) -> RunResult:
 
 def wait_for_database(config: DbConfig, service: str) -> None:
     """Connect until it works or ``config.database_wait_s`` passes (backoff to 2 s)."""
+    from shared_db.connections import connect_autocommit
+
     url = config.parsed_url(service)
     deadline = time.monotonic() + config.database_wait_s
     delay = 0.1
@@ -331,8 +565,7 @@ def migrate_to_head(config: DbConfig, service: str) -> RunResult:
 
     A lock-free check first: a database already at head takes no lock."""
     wait_for_database(config, service)
-    history = read_history(config, service)
-    require_sound(service, history)
+    history = sound_history(config, service)
     with connect(config, service) as connection:
         before = records.current_revisions(connection, service)
     refuse_unknown(service, history, before)

@@ -115,18 +115,66 @@ def lint_revisions(config: DevConfig, service: str, revisions: list[str]) -> lis
         command = [squawk, "--reporter", "json", "--assume-in-transaction"]
         command += ["--stdin-filepath", path.name]
         allowed = allowed_rules(path)
-        if allowed:
-            command += ["--exclude", ",".join(sorted(allowed))]
-        result = subprocess.run(
-            command, input=render_upgrade(script, revision), capture_output=True, text=True
-        )
+        for_squawk = sorted(allowed - {IDEMPOTENT_AUTOCOMMIT})  # our own rule, not squawk's
+        if for_squawk:
+            command += ["--exclude", ",".join(for_squawk)]
+        rendered = render_upgrade(script, revision)
+        result = subprocess.run(command, input=rendered, capture_output=True, text=True)
         if result.returncode not in (0, 1) or not result.stdout.strip().startswith("["):
             raise WorkflowError(
                 f"squawk failed on {path.name}: {result.stderr.strip()[:300]}", kind="squawk_failed"
             )
         for item in json.loads(result.stdout):
             findings.append(Finding(revision, path, item["rule_name"], item["message"]))
+        if IDEMPOTENT_AUTOCOMMIT not in allowed:
+            findings += [
+                Finding(revision, path, IDEMPOTENT_AUTOCOMMIT, message)
+                for message in autocommit_findings(rendered)
+            ]
     return findings
+
+
+# -- our own rule: a statement outside the revision's transaction must run twice safely --
+
+IDEMPOTENT_AUTOCOMMIT = "idempotent-autocommit"
+# Alembic renders an autocommit block offline as COMMIT; <statements>; BEGIN;
+_AUTOCOMMIT = re.compile(r"^COMMIT;\s*$(.*?)^BEGIN;\s*$", re.MULTILINE | re.DOTALL)
+_SAFE = (
+    (
+        re.compile(r"^CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s", re.I),
+        re.compile(r"\bIF\s+NOT\s+EXISTS\b", re.I),
+    ),
+    (re.compile(r"^DROP\s+INDEX\s+CONCURRENTLY\s", re.I), re.compile(r"\bIF\s+EXISTS\b", re.I)),
+    (
+        re.compile(r"^ALTER\s+TYPE\s.*\bADD\s+VALUE\b", re.I | re.S),
+        re.compile(r"\bIF\s+NOT\s+EXISTS\b", re.I),
+    ),
+    (re.compile(r"^(REINDEX|VACUUM|ANALYZE)\b", re.I), re.compile(r"")),
+)
+
+
+def autocommit_findings(rendered: str) -> list[str]:
+    """Statements of autocommit blocks that would fail when run again: a killed run may
+    have done them without its revision being recorded (the runner drops invalid
+    indexes before it migrates, so IF NOT EXISTS is enough for an index)."""
+    found = []
+    for block in _AUTOCOMMIT.finditer(rendered):
+        for statement in filter(None, (s.strip() for s in block.group(1).split(";"))):
+            if statement.startswith("--"):
+                continue
+            rule = next((safe for kind, safe in _SAFE if kind.search(statement)), None)
+            first = " ".join(statement.split())[:80]
+            if rule is None:
+                found.append(
+                    f"outside the revision's transaction, {first!r} cannot be shown to run "
+                    "twice safely (a killed run may have done it already)"
+                )
+            elif not rule.search(statement):
+                found.append(
+                    f"outside the revision's transaction, {first!r} fails when run again "
+                    "(a killed run may have done it already): add IF [NOT] EXISTS"
+                )
+    return found
 
 
 def revisions_in_range(history: History, revision_range: str) -> list[str]:

@@ -41,12 +41,12 @@ def lint_problems(
     config: DevConfig, service: str, revision_range: str | None = None
 ) -> list[Problem]:
     """squawk's findings as problems, each naming its revision file."""
-    from db_devtools.workflow.lint import lint
+    from db_devtools.workflow.lint import IDEMPOTENT_AUTOCOMMIT, lint
 
     return [
         Problem(
             service,
-            "lint",
+            "lint_autocommit" if finding.rule == IDEMPOTENT_AUTOCOMMIT else "lint",
             f"{finding.path.name}: {finding.rule}: {finding.message}",
             revision=finding.revision,
             path=finding.path,
@@ -76,6 +76,31 @@ def tamper_problems(config: DevConfig, service: str) -> list[Problem]:
     ]
 
 
+def leftover_problems(config: DevConfig, service: str) -> list[Problem]:
+    """Invalid indexes on ``service``'s tables in its own database: left by a killed
+    ``CREATE INDEX CONCURRENTLY`` (the runner drops them before it migrates)."""
+    from shared_db.connections import connect_autocommit
+    from shared_db.leftovers import invalid_indexes
+    from shared_db.models import metadata_for
+
+    from db_devtools.provisioning.resolve import with_databases
+
+    tables = {(t.schema or "public", t.name) for t in metadata_for(service).tables.values()}
+    url = with_databases(config, [service]).parsed_url(service)
+    with connect_autocommit(url, timeout_s=config.connect_timeout_s, service=service) as conn:
+        found = invalid_indexes(conn, tables)
+    return [
+        Problem(
+            service,
+            "invalid_index",
+            f"the index {schema}.{index} on {table} in {service}'s database is invalid "
+            "(a CREATE INDEX CONCURRENTLY was killed or failed)",
+            detail=f"DROP INDEX CONCURRENTLY {schema}.{index}",
+        )
+        for schema, index, table in found
+    ]
+
+
 def validate(
     config: DevConfig, service: str, *, offline: bool = False, lint: bool = True
 ) -> Report:
@@ -95,5 +120,6 @@ def validate(
 
     report.problems.extend(database_problems(config, service))
     report.problems.extend(tamper_problems(config, service))
+    report.problems.extend(leftover_problems(config, service))
     report.database_checked = True
     return report

@@ -19,12 +19,13 @@ from alembic import context
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from shared_db import records
 from shared_db.config import DbConfig
 from shared_db.connections import migration_engine
-from shared_db.errors import ConfigurationError
+from shared_db.errors import SharedDbError
+from shared_db.locking import migration_lock
 from shared_db.models import metadata_for
 from shared_db.services import version_table
 
@@ -65,8 +66,9 @@ def comparison_options(service: str) -> dict[str, Any]:
 
 
 # A migration waiting for a table lock fails after LOCK_TIMEOUT instead of queueing
-# every other query behind it; a runaway statement is stopped after STATEMENT_TIMEOUT.
-LOCK_TIMEOUT = "10s"
+# every other query behind it (the runner sets it per revision and retries; Alembic's
+# own command line fails fast); a runaway statement is stopped after STATEMENT_TIMEOUT.
+LOCK_TIMEOUT = "2s"
 STATEMENT_TIMEOUT = "15min"
 SESSION_SETTINGS = (
     f"SET lock_timeout = '{LOCK_TIMEOUT}'",
@@ -168,16 +170,23 @@ def run(service: str) -> None:
         return
 
     config = alembic_config.attributes.get("db_config")
-    try:
-        if not isinstance(config, DbConfig):
-            provided, config = _command_line_url(service)
-            config = config.with_urls({service: provided})
-        url = config.parsed_url(service)
-    except ConfigurationError as exc:
+    if isinstance(config, DbConfig):  # the library's own configuration: errors propagate
+        _run_locked(config, service, config.parsed_url(service))
+        return
+    try:  # Alembic's own command line: a front end, so one line and a non-zero exit
+        provided, config = _command_line_url(service)
+        config = config.with_urls({service: provided})
+        _run_locked(config, service, config.parsed_url(service))
+    except SharedDbError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def _run_locked(config: DbConfig, service: str, url: URL) -> None:
+    """No connection was handed over, so this is not the runner (which holds the lock
+    already) but e.g. `alembic upgrade` itself: it takes the same lock."""
     made = migration_engine(config, service, url)
     try:
-        with made.connect() as conn:
+        with migration_lock(config, service), made.connect() as conn:
             _run_online(conn, service)
     finally:
         made.dispose()

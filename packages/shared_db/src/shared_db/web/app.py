@@ -12,6 +12,7 @@ from shared_db import runner
 from shared_db.config import DbConfig
 from shared_db.connections import engine as make_engine
 from shared_db.errors import SharedDbError
+from shared_db.exit_codes import exit_code
 from shared_db.status import status
 from shared_db.web import health, problem_details
 from shared_db.web.hints import one_line
@@ -21,7 +22,12 @@ log = logging.getLogger("signalmarket.startup")
 
 
 class StartupFailed(RuntimeError):
-    """The service cannot serve; the message is the one line to act on."""
+    """The service cannot serve; the message is the one line to act on, ``code`` the exit
+    code (see ``shared_db.exit_codes``)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def prepare_database(settings: ServiceSettings, config: DbConfig) -> None:
@@ -66,7 +72,7 @@ def start(settings_class: type[ServiceSettings]) -> tuple[ServiceSettings, DbCon
         in_container = settings.in_container if settings else settings_class.running_in_container()
         message = one_line(exc, in_container=in_container)
         log.error("%s: startup failed: %s", service, message.removeprefix(f"{service}: "))
-        raise StartupFailed(message) from None
+        raise StartupFailed(message, exit_code(exc)) from None
     return settings, config
 
 

@@ -26,8 +26,8 @@ def run(settings_class: type[ServiceSettings], argv: list[str] | None = None) ->
     # (a failing lifespan makes uvicorn log a traceback instead).
     try:
         settings, config = start(settings_class)
-    except StartupFailed:
-        return 1  # start() logged the one line
+    except StartupFailed as failed:
+        return failed.code  # start() logged the one line
     log_level = args.log_level or settings.log_level
     logging.getLogger().setLevel(log_level.upper())
 

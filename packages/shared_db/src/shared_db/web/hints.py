@@ -36,7 +36,15 @@ def hint(error: SharedDbError, *, in_container: bool) -> str | None:
             return "this image's migrations are broken; build it from a history that validates"
         return "run: invoke migrate.validate --offline"
     if error.kind == "lock_timeout":
-        return "raise MIGRATION_LOCK_TIMEOUT, or find the holder in pg_stat_activity"
+        return "another replica is migrating: this one restarts and finds it done"
+    if error.kind == "lock_contention":
+        return "the service restarts and retries; end those sessions if they never finish"
+    if error.kind == "interrupted":
+        return "the next start applies it again"
+    if error.kind in ("leftover", "leftover_object"):
+        if in_container:
+            return "an operator must do that once, then the service starts"
+        return f"then run: invoke migrate.upgrade --service {service}"
     return None
 
 
