@@ -396,7 +396,7 @@ def test_an_index_built_by_a_killed_run_but_not_recorded_is_refused_with_the_fix
 
 # -- a history Alembic rejects -----------------------------------------------------------
 
-BROKEN_HISTORIES = {
+BROKEN_HISTORIES: dict[str, dict[str, str | None]] = {
     "duplicate-id": {f"{ALTER}_again.py": PROBES[ALTER].replace("Needs", "Also needs")},
     "cycle": {
         "0001_create_scores.py": None,  # replaced below: 0001 points at the head
@@ -571,3 +571,30 @@ def test_alembics_own_command_line_takes_the_same_lock(empty_database: URL) -> N
 def runner_heads_or_none(url: URL) -> tuple[str, ...]:
     exists = sql(url, "SELECT to_regclass('alembic_version_scoring_engine') IS NOT NULL")
     return runner_heads(url) if exists == [(True,)] else ()
+
+
+def test_the_guard_is_configured_alike_for_services_and_the_cli() -> None:
+    from unittest import mock
+
+    from scoring_engine.settings import ScoringEngineSettings
+    from shared_db.errors import ConfigurationError
+
+    env = {
+        "SCORING_ENGINE_DATABASE_URL": "postgresql://u:p@db.example:5432/scoring_engine",
+        "MIGRATION_TABLE_LOCK_TIMEOUT": "0.5",
+        "MIGRATION_LOCK_RETRIES": "4",
+        "MIGRATION_RETRY_BUDGET": "9",
+        "MIGRATION_LOCK_TIMEOUT": "7",
+    }
+    with mock.patch.dict(os.environ, env):
+        service = ScoringEngineSettings.load().db_config()
+    cli = DbConfig.from_environ(env)
+    for config, caller in ((service, "startup"), (cli, "cli")):
+        assert (config.table_lock_timeout_s, config.lock_retries, config.retry_budget_s) == (
+            0.5,
+            4,
+            9.0,
+        )
+        assert (config.lock_wait_s, config.caller) == (7.0, caller)
+    with pytest.raises(ConfigurationError, match="MIGRATION_LOCK_RETRIES='0' is not a positive"):
+        DbConfig.from_environ({**env, "MIGRATION_LOCK_RETRIES": "0"})

@@ -25,7 +25,8 @@ def database_url_field(service: str) -> Any:
 class ServiceSettings(BaseSettings):
     """Environment variables: ``<SERVICE>_DATABASE_URL`` or ``DATABASE_URL`` (required),
     ``HOST``, ``PORT``, ``SKIP_MIGRATIONS`` (1/true/yes, any case), ``LOG_LEVEL``,
-    ``MIGRATION_LOCK_TIMEOUT`` and ``DATABASE_WAIT_TIMEOUT`` (seconds),
+    ``MIGRATION_LOCK_TIMEOUT``, ``MIGRATION_TABLE_LOCK_TIMEOUT``, ``MIGRATION_RETRY_BUDGET``
+    and ``DATABASE_WAIT_TIMEOUT`` (seconds), ``MIGRATION_LOCK_RETRIES``,
     ``SIGNALMARKET_CONTAINER`` (set by the image: errors then give container hints)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -37,6 +38,9 @@ class ServiceSettings(BaseSettings):
     skip_migrations: bool = False
     log_level: str = "info"
     migration_lock_timeout: float = Field(default=60.0, ge=0)
+    migration_table_lock_timeout: float = Field(default=2.0, gt=0)
+    migration_lock_retries: int = Field(default=10, ge=1)
+    migration_retry_budget: float = Field(default=120.0, ge=0)
     database_wait_timeout: float = Field(default=30.0, ge=0)
     in_container: bool = Field(default=False, validation_alias="SIGNALMARKET_CONTAINER")
 
@@ -71,6 +75,9 @@ class ServiceSettings(BaseSettings):
             database_urls={self.service: self.database_url.get_secret_value()},
             caller=caller,
             lock_wait_s=self.migration_lock_timeout,
+            table_lock_timeout_s=self.migration_table_lock_timeout,
+            lock_retries=self.migration_lock_retries,
+            retry_budget_s=self.migration_retry_budget,
             database_wait_s=self.database_wait_timeout,
         )
 
