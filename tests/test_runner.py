@@ -162,7 +162,7 @@ def test_every_migration_connection_names_service_path_host_and_pid(
     runner.upgrade(config, SERVICE, BASE_HEAD)
     execute(
         empty_database,
-        "CREATE TABLE probe_sleep (seconds float); INSERT INTO probe_sleep VALUES (1)",
+        "CREATE TABLE probe_sleep (seconds float); INSERT INTO probe_sleep VALUES (0.5)",
     )
     with ThreadPoolExecutor(max_workers=1) as pool:
         run = pool.submit(runner.upgrade, config, SERVICE, SLEEP)
@@ -182,14 +182,14 @@ def test_every_migration_connection_names_service_path_host_and_pid(
 def test_a_long_reader_makes_the_revision_retry_without_stalling_other_queries(
     empty_database: URL, probe_history: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A report holds ACCESS SHARE on scores for 3 s. The ALTER needs ACCESS EXCLUSIVE:
-    while it waits, every new query on scores queues behind it, so it may wait 0.5 s at
+    """A report holds ACCESS SHARE on scores for 1.5 s. The ALTER needs ACCESS EXCLUSIVE:
+    while it waits, every new query on scores queues behind it, so it may wait 0.3 s at
     most, then rolls back, pauses, and tries again, until the report is done."""
     caplog.set_level(logging.WARNING, "signalmarket.migrate")
-    timeout = 0.5
+    timeout = 0.3
     config = probe_config(empty_database, probe_history, table_lock_timeout_s=timeout)
     runner.upgrade(config, SERVICE, BASE_HEAD)
-    held = 2.0
+    held = 1.5
     reader_in = threading.Event()
     stop_probes = threading.Event()
     waits: list[float] = []
@@ -231,7 +231,7 @@ def test_a_holder_that_never_lets_go_is_named_and_the_exit_code_says_contention(
     empty_database: URL, probe_history: Path
 ) -> None:
     config = probe_config(
-        empty_database, probe_history, table_lock_timeout_s=0.2, lock_retries=3, retry_budget_s=10
+        empty_database, probe_history, table_lock_timeout_s=0.2, lock_retries=2, retry_budget_s=10
     )
     runner.upgrade(config, SERVICE, BASE_HEAD)
     with session(empty_database, "report-job") as holder:
@@ -243,7 +243,7 @@ def test_a_holder_that_never_lets_go_is_named_and_the_exit_code_says_contention(
     assert error.kind == "lock_contention" and exit_code(error) == 3
     assert error.revision == ALTER
     message = str(error)
-    assert f"revision {ALTER} was not granted a table lock within 200ms in 3 attempt(s)" in message
+    assert f"revision {ALTER} was not granted a table lock within 200ms in 2 attempt(s)" in message
     assert f"pid {holder_pid} (report-job, idle in transaction for" in message
     assert "SELECT * FROM scores" in message
     assert "the revision itself is not at fault" in message
@@ -281,9 +281,9 @@ def test_waiting_for_the_migration_lock_names_its_holder(
     with session(empty_database, "another-migrator") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(SERVICE),))
         with pytest.raises(MigrationError) as failure:
-            runner.upgrade(config_for(empty_database, lock_wait_s=1.5), SERVICE)
+            runner.upgrade(config_for(empty_database, lock_wait_s=1.2), SERVICE)
     assert failure.value.kind == "lock_timeout" and exit_code(failure.value) == 3
-    assert "waited 1.5 s for the migration lock, held by pid" in str(failure.value)
+    assert "waited 1.2 s for the migration lock, held by pid" in str(failure.value)
     assert "(another-migrator, " in str(failure.value)
     waiting = [m for m in caplog.messages if "waiting 1 s for the migration lock, held by" in m]
     assert waiting and "another-migrator" in waiting[0]
@@ -548,7 +548,7 @@ def test_alembics_own_command_line_takes_the_same_lock(empty_database: URL) -> N
     from helpers import ROOT
 
     ini = ROOT / "packages" / "shared_db" / f"alembic_{SERVICE}.ini"
-    env = {**os.environ, "DATABASE_URL": raw(empty_database), "MIGRATION_LOCK_TIMEOUT": "1"}
+    env = {**os.environ, "DATABASE_URL": raw(empty_database), "MIGRATION_LOCK_TIMEOUT": "0.5"}
     with session(empty_database, "another-migrator") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(SERVICE),))
         result = subprocess.run(
@@ -562,7 +562,7 @@ def test_alembics_own_command_line_takes_the_same_lock(empty_database: URL) -> N
     assert (
         result.stderr.strip()
         .splitlines()[-1]
-        .startswith(f"error: {SERVICE}: waited 1 s for the migration lock, held by pid ")
+        .startswith(f"error: {SERVICE}: waited 0.5 s for the migration lock, held by pid ")
     ), result.stderr
     assert "another-migrator" in result.stderr
     assert runner_heads_or_none(empty_database) == ()

@@ -111,3 +111,11 @@ def connect_autocommit(
         )
     except psycopg.Error as exc:
         raise database_error(exc, url.set(database=database or url.database), service) from exc
+
+
+def create_database_sql(conn: psycopg.Connection[tuple[Any, ...]]) -> str:
+    """``CREATE DATABASE {} TEMPLATE {}`` with the faster strategy for this server: with
+    fsync off (throwaway and test servers) the checkpoints of ``FILE_COPY`` cost nothing
+    and a copy takes half the time of the default ``WAL_LOG``."""
+    row = conn.execute("SELECT current_setting('fsync') = 'off'").fetchone()
+    return "CREATE DATABASE {} TEMPLATE {}" + (" STRATEGY FILE_COPY" if row and row[0] else "")

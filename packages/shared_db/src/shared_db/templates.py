@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL
 
 from shared_db import runner
 from shared_db.config import DbConfig
-from shared_db.connections import connect_autocommit
+from shared_db.connections import connect_autocommit, create_database_sql
 from shared_db.errors import DatabaseError
 from shared_db.history import revision_file_names
 from shared_db.services import check_service
@@ -128,7 +128,7 @@ def clone(server: URL, template: str, prefix: str = "test") -> URL:
     with connect_autocommit(server, "postgres") as conn:
         try:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.SQL(create_database_sql(conn)).format(
                     sql.Identifier(name), sql.Identifier(template)
                 )
             )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
-from shared_db.connections import connect_autocommit
+from shared_db.connections import connect_autocommit, create_database_sql
 from shared_db.urls import where
 from sqlalchemy.engine import URL
 
@@ -25,7 +25,8 @@ def ensure_database(url: URL) -> bool:
         if exists:
             return False
         try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            statement = sql.SQL(create_database_sql(conn))
+            conn.execute(statement.format(sql.Identifier(name), sql.Identifier("template1")))
         except psycopg.errors.DuplicateDatabase:
             return False  # created concurrently by another process
         except psycopg.errors.InsufficientPrivilege:

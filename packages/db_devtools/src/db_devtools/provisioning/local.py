@@ -102,14 +102,18 @@ class LocalServer:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
         bin_dir = find_bin_dir(self.pg_bin)
-        if self.account is None or self.account.can_reach(self.state_dir, bin_dir / "postgres"):
-            self._runtime_dir, self._bin_dir = self.state_dir, bin_dir
+        self._runtime_dir, self._bin_dir = self.state_dir, bin_dir
+        if self.account is None:
             return
-        # The account cannot enter the checkout: use a folder it can reach.
-        key = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
-        runtime = Path("/var/tmp") / f"signalmarket-postgres-{key}"
-        runtime.mkdir(mode=0o755, exist_ok=True)
-        self._runtime_dir, self._bin_dir = runtime, _mirror_binaries(bin_dir, runtime / "pg")
+        if not self.account.can_reach(self.state_dir):
+            # The account cannot enter the checkout: keep the data where it can.
+            key = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+            self._runtime_dir = Path("/var/tmp") / f"signalmarket-postgres-{key}"
+            self._runtime_dir.mkdir(mode=0o755, exist_ok=True)
+        if not self.account.can_reach(bin_dir / "postgres"):
+            # Nor the binaries: one mirror per installation, shared by every state folder.
+            key = hashlib.sha256(str(bin_dir.resolve()).encode()).hexdigest()[:12]
+            self._bin_dir = _mirror_binaries(bin_dir, Path("/var/tmp") / f"signalmarket-pg-{key}")
 
     @property
     def runtime_dir(self) -> Path:
@@ -405,9 +409,11 @@ def _mirror_binaries(bin_dir: Path, target: Path) -> Path:
     stamp_file = target / ".source"
     if stamp_file.exists() and stamp_file.read_text() == stamp:
         return mirrored_bin
-    shutil.rmtree(target, ignore_errors=True)
+    # Built aside, then renamed into place: processes sharing the mirror see a whole one.
+    scratch = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(scratch, ignore_errors=True)
     for root in roots:
-        destination = target / root.relative_to(base)
+        destination = scratch / root.relative_to(base)
 
         def link_or_copy(src: str, dst: str) -> object:
             try:
@@ -417,8 +423,16 @@ def _mirror_binaries(bin_dir: Path, target: Path) -> Path:
             return dst
 
         shutil.copytree(root, destination, symlinks=True, copy_function=link_or_copy)
-    for path in [target, *target.rglob("*")]:
+    for path in [scratch, *scratch.rglob("*")]:
         if path.is_dir():
             path.chmod(0o755)
-    stamp_file.write_text(stamp)
+    (scratch / ".source").write_text(stamp)
+    stale = target.with_name(f"{target.name}.{os.getpid()}.old")
+    with contextlib.suppress(OSError):
+        target.rename(stale)  # a mirror of an older installation
+    try:
+        scratch.rename(target)
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)  # another process put the same one there
+    shutil.rmtree(stale, ignore_errors=True)
     return mirrored_bin
