@@ -598,3 +598,25 @@ def test_the_guard_is_configured_alike_for_services_and_the_cli() -> None:
         assert (config.lock_wait_s, config.caller) == (7.0, caller)
     with pytest.raises(ConfigurationError, match="MIGRATION_LOCK_RETRIES='0' is not a positive"):
         DbConfig.from_environ({**env, "MIGRATION_LOCK_RETRIES": "0"})
+
+
+@pytest.mark.parametrize(("setting", "refused"), [('"300ms"', False), ('"soon"', True)])
+def test_a_revision_sets_its_own_lock_timeout(
+    empty_database: URL, probe_history: Path, setting: str, refused: bool
+) -> None:
+    probe = probe_history / SERVICE / "versions" / f"{ALTER}_probe.py"
+    probe.write_text(probe.read_text() + f"\nlock_timeout = {setting}\n")
+    config = probe_config(
+        empty_database, probe_history, table_lock_timeout_s=5, lock_retries=1, retry_budget_s=5
+    )
+    runner.upgrade(config, SERVICE, BASE_HEAD)
+    with session(empty_database, "report-job") as holder:
+        holder.execute("SELECT * FROM scores")
+        with pytest.raises(MigrationError) as failure:
+            runner.upgrade(config, SERVICE, ALTER)
+    if refused:
+        assert failure.value.kind == "bad_revision_setting"
+        assert f"revision {ALTER} sets lock_timeout = 'soon'" in str(failure.value)
+    else:
+        assert failure.value.kind == "lock_contention"
+        assert "a table lock within 300ms in 1 attempt(s)" in str(failure.value)
