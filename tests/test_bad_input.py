@@ -271,13 +271,39 @@ CASES = [
         ),
     ),
     Case(
+        "revision-empty-without-phase",
+        ("migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty"),
+        (
+            "error: scoring_engine: a hand-written revision needs its phase: expand (the "
+            "previous release's code keeps working) or contract",
+            "add one: --phase expand, or --phase contract",
+        ),
+    ),
+    Case(
+        "revision-bad-phase",
+        ("migrate.revision", "--service", "scoring_engine", "-m", "x", "--phase", "later"),
+        (
+            "error: phase must be one of expand, contract, not 'later'",
+            "use --phase expand, or --phase contract",
+        ),
+    ),
+    Case(
         "merge-single-head",
         ("migrate.merge", "--service", "scoring_engine"),
         ("error: scoring_engine has a single head ({head}): nothing to merge, no file written",),
     ),
     Case(
         "revision-on-two-heads",
-        ("migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty"),
+        (
+            "migrate.revision",
+            "--service",
+            "scoring_engine",
+            "-m",
+            "x",
+            "--empty",
+            "--phase",
+            "expand",
+        ),
         (
             "error: scoring_engine: cannot create a revision: "
             "the history has 2 heads ({next}, {after_next})",
@@ -424,7 +450,16 @@ CASES = [
     ),
     Case(
         "empty-revision-file",
-        ("migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty"),
+        (
+            "migrate.revision",
+            "--service",
+            "scoring_engine",
+            "-m",
+            "x",
+            "--empty",
+            "--phase",
+            "expand",
+        ),
         (
             "error: scoring_engine: cannot create a revision: {next}_empty.py is not a valid "
             "revision file (the file is empty)",

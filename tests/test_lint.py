@@ -53,6 +53,7 @@ revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
+phase = "expand"
 
 
 def upgrade() -> None:
@@ -144,6 +145,7 @@ revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
+phase = "expand"
 
 
 def upgrade() -> None:
@@ -198,3 +200,65 @@ def test_statements_outside_a_transaction_are_checked_by_kind() -> None:
     assert len(found) == 2, found
     assert "\"ALTER TYPE mood ADD VALUE 'ok'\" fails when run again" in found[0]
     assert "'UPDATE t SET a = 1' cannot be shown to run twice safely" in found[1]
+
+
+PHASED_REVISION = '''"""Change scores.
+
+Revision ID: 0011
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+{phase}
+
+def upgrade() -> None:
+    {body}
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+@pytest.mark.parametrize(
+    ("phase", "body", "rule", "says"),
+    [
+        ("", 'op.add_column("scores", sa.Column("note", sa.Text()))', "phase-required",
+         "it declares no phase"),
+        ('phase = "expand"', 'op.drop_column("scores", "model_version")',
+         "phase-matches-operations",
+         "it is marked expand but would remove column scores.model_version"),
+        ('phase = "expand"', 'op.alter_column("scores", "status", nullable=False)',
+         "phase-matches-operations", "set scores.status NOT NULL"),
+        ('phase = "expand"', 'op.execute("ALTER TABLE scores RENAME COLUMN status TO state")',
+         "phase-matches-operations", "renames"),
+        ('phase = "expand"', 'op.add_column("scores", sa.Column("note", sa.Text()))', None, ""),
+        ('phase = "contract"', 'op.drop_column("scores", "model_version")', None, ""),
+    ],
+)  # fmt: skip
+def test_a_revisions_phase_is_required_and_must_match_what_it_does(
+    repo: Repo, phase: str, body: str, rule: str | None, says: str
+) -> None:
+    path = repo.path / VERSIONS / "0011_change_scores.py"
+    path.write_text(PHASED_REVISION.format(phase=phase, body=body))
+    found = [
+        f
+        for f in lint.lint(repo.config(), "scoring_engine", "0010:0011")
+        if f.rule in lint.OWN_RULES
+    ]
+    if rule is None:
+        assert found == []
+        return
+    assert [f.rule for f in found] == [rule]
+    assert says in found[0].message
+    result = repo.invoke("migrate.lint", "--service", "scoring_engine", "--range", "0010:0011")
+    assert result.code == 1
+    assert (
+        f"(see docs/migrations.md, Deploying) or, once reviewed, add: # migrate-lint: allow {rule}"
+        in result.out
+    )

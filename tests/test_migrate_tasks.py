@@ -5,6 +5,7 @@ Only the test of ``scripts/validate_migrations.sh`` runs a real process: the scr
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -164,7 +165,10 @@ def test_validate_script_is_a_thin_wrapper() -> None:
 
 def _status_rows(stdout: str) -> dict[str, list[str]]:
     lines = stdout.strip().splitlines()
-    assert lines[0].split() == ["service", "database", "head", "pending", "state"]
+    assert lines[0].split() == [
+        "service", "database", "head", "pending", "last", "migrated", "took", "state",
+    ]  # fmt: skip
+    # The last-migrated and took columns hold spaces: read them by position.
     return {line.split()[0]: line.split()[1:] for line in lines[1:]}
 
 
@@ -173,20 +177,34 @@ def test_status_before_and_after_upgrade(database_env: dict[str, str]) -> None:
     assert before.code == 0, before.output
     rows = _status_rows(before.out)
     assert list(rows) == list(SERVICES)
-    # database, head, pending, state
+    # database, head, pending, last migrated, took, state
     for service in SERVICES:
-        assert rows[service] == ["-", head(service)[0], str(revision_count(service)), "empty"]
+        count = str(revision_count(service))
+        assert rows[service] == ["-", head(service)[0], count, "-", "-", "empty"]
 
     upgraded = invoke("migrate.upgrade", env=database_env, clean=True)
     assert upgraded.code == 0, upgraded.output
-    assert upgraded.out.splitlines() == [f"{s}: at {head(s)[0]}" for s in SERVICES]
+    # One line per revision applied, then a summary per service.
+    progress = [line for line in upgraded.out.splitlines() if re.search(r"\(\d+/\d+\) ", line)]
+    assert len(progress) == sum(revision_count(s) for s in SERVICES)
+    summaries = [line for line in upgraded.out.splitlines() if " revision(s) in " in line]
+    assert [line.split(" revision(s) in ")[0] for line in summaries] == [
+        f"{s}: applied {revision_count(s)}" for s in SERVICES
+    ]
+    assert all(
+        line.endswith(f", at {head(s)[0]}") for s, line in zip(SERVICES, summaries, strict=True)
+    )
 
     after = invoke("migrate.status", env=database_env, clean=True)
     assert after.code == 0, after.output
     rows = _status_rows(after.out)
     for service in SERVICES:
         (service_head,) = head(service)
-        assert rows[service] == [service_head, service_head, "0", "at", "head"]
+        database, code_head, pending, day, minute, took, seconds, *state = rows[service]
+        assert (database, code_head, pending) == (service_head, service_head, "0")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d", day) and re.fullmatch(r"\d\d:\d\d", minute)
+        assert float(took) >= 0 and seconds == "s"
+        assert state == ["at", "head"]
 
 
 def test_validate_with_the_database(database_env: dict[str, str]) -> None:

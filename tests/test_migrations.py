@@ -35,7 +35,7 @@ def test_downgrade_to_base_then_upgrade_again(service: str, empty_database: URL)
     assert commands.upgrade(config, service).after == head(service)
     assert commands.downgrade(config, service, "base").after == ()
     tables = set(inspect(create_engine(empty_database)).get_table_names())
-    bookkeeping = {f"alembic_version_{service}", f"alembic_checksums_{service}"}
+    bookkeeping = {f"alembic_version_{service}", f"alembic_revisions_{service}"}
     assert tables == bookkeeping, f"tables left after downgrade: {tables}"
     assert commands.upgrade(config, service).after == head(service)
 

@@ -27,9 +27,8 @@ from helpers import (
     sql,
 )
 from scoring_engine.settings import ScoringEngineSettings
-from shared_db import commands, records
+from shared_db import commands, records, status
 from shared_db.config import DbConfig
-from shared_db.connections import connect
 from shared_db.history import read_history
 from shared_db.web.app import StartupFailed, start
 from sqlalchemy import BigInteger, Column, Integer, Numeric, SmallInteger, String, Text
@@ -182,14 +181,22 @@ def test_autogenerate_with_nothing_to_do_writes_nothing(repo: Repo) -> None:
 def test_each_applied_revision_records_its_checksum(empty_database: URL) -> None:
     config = config_for(empty_database)
     assert commands.upgrade(config, SCORING, "0002").after == ("0002",)
-    rows = dict(
-        sql(empty_database, f"SELECT revision, checksum FROM {records.checksum_table(SCORING)}")
-    )
+    rows = {
+        row[0]: row[1:]
+        for row in sql(
+            empty_database,
+            "SELECT revision, checksum, phase, down_revisions, message, duration_ms "
+            f"FROM {records.records_table(SCORING)}",
+        )
+    }
     assert set(rows) == {"0001", "0002"}
     history = read_history(DbConfig(), SCORING)
-    assert rows["0002"] == records.file_checksum(history.revisions["0002"].path)
+    checksum, phase, down, message, duration_ms = rows["0002"]
+    assert checksum == records.file_checksum(history.revisions["0002"].path)
+    assert (phase, down, message) == ("expand", "0001", history.revisions["0002"].message)
+    assert isinstance(duration_ms, int) and duration_ms >= 0
     assert commands.downgrade(config, SCORING, "0001").after == ("0001",)
-    assert sql(empty_database, f"SELECT revision FROM {records.checksum_table(SCORING)}") == [
+    assert sql(empty_database, f"SELECT revision FROM {records.records_table(SCORING)}") == [
         ("0001",)
     ]
 
@@ -210,14 +217,14 @@ def test_a_changed_file_is_reported_by_validate_and_ready(repo: Repo, empty_data
         "revision: invoke migrate.revision --service scoring_engine -m '...'"
     ]
     # The installed files are unchanged: the same database is not tampered for them...
-    with connect(config_for(empty_database), SCORING) as connection:
-        assert (
-            records.modified_revisions(SCORING, read_history(DbConfig(), SCORING), connection) == []
-        )
+    assert (
+        status.modified_at(config_for(empty_database), SCORING, read_history(DbConfig(), SCORING))
+        == []
+    )
     # ...until a recorded checksum differs from its file; /ready says which revision.
     execute(
         empty_database,
-        f"UPDATE {records.checksum_table(SCORING)} SET checksum = repeat('0', 64) "
+        f"UPDATE {records.records_table(SCORING)} SET checksum = repeat('0', 64) "
         "WHERE revision = '0004'",
     )
     with service_client(SCORING, empty_database) as client:
@@ -249,7 +256,7 @@ def test_a_failing_revision_leaves_the_last_good_one(repo: Repo, empty_database:
     assert ("half_done",) not in columns
     recorded = sql(
         empty_database,
-        f"SELECT revision FROM {records.checksum_table(SCORING)} WHERE revision = '0011'",
+        f"SELECT revision FROM {records.records_table(SCORING)} WHERE revision = '0011'",
     )
     assert recorded == []
 

@@ -298,13 +298,14 @@ def upstream_database(pg_server: URL) -> Iterator[URL]:
         yield database
 
 
-def test_each_service_is_reached_at_its_own_url(client: TestClient, database: URL) -> None:
+def test_each_service_is_reached_at_its_own_url(
+    client: TestClient, migrated_database: Callable[[str], URL]
+) -> None:
     """``/<service>/health`` reaches that service's own app, for each of the three."""
     key = create_key(client, *(f"{service}:read" for service in UPSTREAMS))["key"]
     with ExitStack() as stack:
-        # /health needs no schema: the upstreams skip their migration.
         upstreams = [
-            stack.enter_context(service_client(service, database, SKIP_MIGRATIONS="1"))
+            stack.enter_context(service_client(service, migrated_database(service)))
             for service in UPSTREAMS
         ]
         apps = {service: app_of(c) for service, c in zip(UPSTREAMS, upstreams, strict=True)}

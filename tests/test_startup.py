@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
@@ -28,6 +29,7 @@ from helpers import (
     service_client,
     sql,
 )
+from scoring_engine.settings import ScoringEngineSettings
 from shared_db import commands, locking, runner
 from shared_db.config import PACKAGED_MIGRATIONS, DbConfig
 from shared_db.connections import connect_autocommit
@@ -58,31 +60,59 @@ def test_startup_migrates_an_empty_database_to_head(
     with service_client(SERVICE, empty_database) as client:
         assert_migrated_on_startup(client, empty_database, SERVICE)
     assert f"{SERVICE}: migrated base -> {HEAD[0]}" in caplog.messages
-    # The runner logs each revision it applies, in order, with its duration.
-    applying = [m for m in caplog.messages if m.startswith(f"{SERVICE}: applying ")]
-    assert len(applying) == REVISIONS
-    assert applying[0] == f"{SERVICE}: applying 0001 (1 of {REVISIONS})"
-    assert applying[-1] == f"{SERVICE}: applying {HEAD[0]} ({REVISIONS} of {REVISIONS})"
+    # One progress line per revision, in order, with its message and duration; a summary.
+    history = read_history(DbConfig(), SERVICE)
+    progress = [m for m in caplog.messages if re.search(r"\(\d+/\d+\) \d+\.\d\d s$", m)]
+    assert len(progress) == REVISIONS
+    assert progress[0].startswith(f"{SERVICE}: 0001 {history.revisions['0001'].message} (1/")
+    assert progress[-1].startswith(f"{SERVICE}: {HEAD[0]} ")
+    assert f"({REVISIONS}/{REVISIONS})" in progress[-1]
     assert any(
-        re.fullmatch(rf"{SERVICE}: {HEAD[0]} done in \d+\.\d{{3}} s", m) for m in caplog.messages
-    )
+        re.fullmatch(rf"{SERVICE}: applied {REVISIONS} revision\(s\) in \d+\.\d\d s: "
+                     rf"base -> {HEAD[0]}", m)
+        for m in caplog.messages
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES"])
-def test_skip_migrations_leaves_the_database_untouched(
+def test_skip_migrations_waits_for_the_migrate_step_and_then_serves(
     empty_database: URL, caplog: pytest.LogCaptureFixture, value: str
 ) -> None:
-    with service_client(SERVICE, empty_database, SKIP_MIGRATIONS=value) as client:
-        ready = client.get("/ready")
-        assert ready.status_code == 503
-        body = ready.json()
-        assert body["database_revision"] == [] and body["head"] == list(HEAD)
-        assert body["state"] == "empty"
-        assert client.get("/health").status_code == 200
+    """With SKIP_MIGRATIONS the service does not migrate: it waits, bounded and saying
+    so, until a migrate step elsewhere (here, a thread) has brought the database to head."""
+    caplog.set_level(logging.INFO, "signalmarket")
+
+    def migrate_step() -> None:
+        time.sleep(0.5)
+        runner.upgrade(config_for(empty_database, caller="job"), SERVICE)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        step = pool.submit(migrate_step)
+        with service_client(SERVICE, empty_database, SKIP_MIGRATIONS=value) as client:
+            ready = client.get("/ready")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["state"] == "at head"
+        step.result()
+    waiting = [m for m in caplog.messages if "not migrating (SKIP_MIGRATIONS): waiting up to" in m]
+    assert len(waiting) == 1 and "it is empty; head" in waiting[0]
+    assert f"{SERVICE}: not migrating (SKIP_MIGRATIONS): the database is at head" in caplog.messages
+
+
+def test_skip_migrations_gives_up_when_no_migrate_step_comes(
+    empty_database: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = {"DATABASE_URL": raw(empty_database), "SKIP_MIGRATIONS": "1"}
+    environ["MIGRATION_WAIT_TIMEOUT"] = "0.5"
+    with mock.patch.dict(os.environ, environ), pytest.raises(StartupFailed) as failed:
+        start(ScoringEngineSettings)
+    assert failed.value.code == 1
+    assert str(failed.value) == (
+        f"{SERVICE}: the database did not reach a revision this code can serve on within 0.5 s "
+        f"(it is empty; head {HEAD[0]}); run the migrate step: "
+        f"invoke migrate.upgrade --service {SERVICE}"
+    )
     tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-    assert sql(empty_database, tables) == []
-    assert f"{SERVICE}: SKIP_MIGRATIONS is set: not migrating" in caplog.messages
-    assert "/ready answers 503" in caplog.text
+    assert sql(empty_database, tables) == [], "nothing was migrated"
 
 
 def test_database_at_head_starts_without_lock_or_migration(
@@ -99,7 +129,7 @@ def test_database_at_head_starts_without_lock_or_migration(
     with service_client(SERVICE, empty_database) as client:
         assert client.get("/ready").status_code == 200
     assert f"{SERVICE}: database at head {HEAD[0]}, no migration needed" in caplog.messages
-    assert "applying" not in caplog.text
+    assert not [m for m in caplog.messages if re.search(r"\(\d+/\d+\) \d+\.\d\d s$", m)]
     assert "Running upgrade" not in caplog.text
 
 
@@ -152,8 +182,6 @@ def test_a_service_without_a_database_url_refuses_to_start(
 ) -> None:
     """One line: the fact, and the hint of where the service runs (a container has no
     ``invoke``), even though the settings themselves could not be read."""
-    from scoring_engine.settings import ScoringEngineSettings
-
     environ = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     environ["SIGNALMARKET_CONTAINER"] = "1" if container else ""
     with mock.patch.dict(os.environ, environ, clear=True), pytest.raises(StartupFailed) as failed:
@@ -251,9 +279,11 @@ def test_three_replica_processes_on_an_empty_database_migrate_exactly_once(
     others = [out for out in outputs if out not in upgraded]
     assert all("another process migrated" in out or "no migration needed" in out for out in others)
     # Each revision was applied once, all by the one that migrated.
-    assert sum(out.count(f"{SERVICE}: applying 0001 (1 of ") for out in outputs) == 1, everything
-    assert upgraded[0].count(f"{SERVICE}: applying ") == REVISIONS, everything
-    assert all(f"{SERVICE}: applying " not in out for out in others), everything
+    first = f"{SERVICE}: 0001 Create the scores table. (1/{REVISIONS}) "
+    assert sum(out.count(first) for out in outputs) == 1, everything
+    progress = re.compile(rf"{SERVICE}: \S+ .* \(\d+/{REVISIONS}\) \d+\.\d\d s$", re.M)
+    assert len(progress.findall(upgraded[0])) == REVISIONS, everything
+    assert all(not progress.search(out) for out in others), everything
     # The runner's lines replace Alembic's own.
     assert "Running upgrade" not in everything
     assert commands.current(config_for(empty_database), SERVICE) == HEAD

@@ -1,6 +1,8 @@
 """The Invoke front end, run in-process: exit codes and one-line messages."""
 
 from helpers import head, invoke, raw
+from shared_db.config import DbConfig
+from shared_db.history import read_history
 from shared_db.services import SERVICES
 from sqlalchemy.engine import URL
 
@@ -20,7 +22,11 @@ def test_upgrade_and_current_against_a_given_database(empty_database: URL) -> No
     (scoring_head,) = head("scoring_engine")
     upgraded = invoke("migrate.upgrade", "--service", "scoring_engine", env=env, clean=True)
     assert upgraded.code == 0, upgraded.output
-    assert upgraded.out.splitlines() == [f"scoring_engine: at {scoring_head}"]
+    *progress, summary = upgraded.out.splitlines()
+    assert len(progress) == len(read_history(DbConfig(), "scoring_engine").revisions)
+    assert summary.startswith("scoring_engine: applied ") and summary.endswith(
+        f", at {scoring_head}"
+    )
     current = invoke("migrate.current", env=env, clean=True)
     assert current.code == 0, current.output
     assert current.out.splitlines() == [

@@ -46,7 +46,7 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
     )
     assert created.returncode == 0, created.stderr
     assert _report(created.stdout) == [
-        f"created {VERSIONS / '0011_add_reviewer.py'} (revision 0011, on 0010)",
+        f"created {VERSIONS / '0011_add_reviewer.py'} (revision 0011, on 0010, phase expand)",
         "  - add column scores.reviewer",
     ]
     repo.git("add", "-A")
@@ -97,7 +97,9 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
 
     # No new revision on top of a fork: merge first.
     before = repo.revisions()
-    refused = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty")
+    refused = repo.invoke(
+        "migrate.revision", "--service", "scoring_engine", "-m", "x", "--empty", "--phase", "expand"
+    )
     assert refused.one_line_error() == (
         f"error: scoring_engine: cannot create a revision: {TWO_HEADS}; {MERGE_HINT}"
     )
@@ -130,18 +132,29 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
     database = {"DATABASE_URL": raw(empty_database)}
     up = repo.invoke("migrate.upgrade", "--service", "scoring_engine", env=database)
     assert up.code == 0, up.output
-    assert up.out.strip() == "scoring_engine: at 0013"
+    assert up.out.strip().splitlines()[-1].startswith("scoring_engine: applied 15 revision(s) in ")
+    assert up.out.strip().endswith(", at 0013")
     down = repo.invoke(
         "migrate.downgrade", "--service", "scoring_engine", "--target", "base", env=database
     )
     assert down.code == 0, down.output
-    assert down.out.strip() == "scoring_engine: at (empty: no revision applied)"
+    assert down.out.strip().splitlines()[-1].startswith("scoring_engine: undid 15 revision(s) in ")
+    assert down.out.strip().endswith(", at (empty: no revision applied)")
 
 
 def test_same_id_on_two_branches_is_a_duplicate_then_renumbered(repo: Repo) -> None:
     """Two developers who never saw each other's branch both take 0011."""
     repo.git("checkout", "-q", "-b", "feature-a")
-    one = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "one", "--empty")
+    one = repo.invoke(
+        "migrate.revision",
+        "--service",
+        "scoring_engine",
+        "-m",
+        "one",
+        "--empty",
+        "--phase",
+        "expand",
+    )
     assert one.code == 0, one.output
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "one")
@@ -150,10 +163,19 @@ def test_same_id_on_two_branches_is_a_duplicate_then_renumbered(repo: Repo) -> N
     repo.git("checkout", "-q", "-b", "feature-b")
     tip_a = repo.git("rev-parse", "feature-a").strip()
     repo.git("update-ref", "-d", "refs/heads/feature-a")
-    made = repo.invoke("migrate.revision", "--service", "scoring_engine", "-m", "two", "--empty")
-    assert _report(made.out) == [f"created {VERSIONS / '0011_two.py'} (revision 0011, on 0010)"], (
-        made.output
+    made = repo.invoke(
+        "migrate.revision",
+        "--service",
+        "scoring_engine",
+        "-m",
+        "two",
+        "--empty",
+        "--phase",
+        "expand",
     )
+    assert _report(made.out) == [
+        f"created {VERSIONS / '0011_two.py'} (revision 0011, on 0010, phase expand)"
+    ], made.output
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "two")
     repo.git("merge", "-q", tip_a, "-m", "merge a")

@@ -24,6 +24,8 @@ from dev_tasks.environment import dev_config
 
 SOURCES = "packages/*/src"
 COMPOSE = Path("docker/compose.yaml")
+# Files layered on top of it (docker compose -f docker/compose.yaml -f <file>).
+COMPOSE_OVERRIDES = (Path("docker/compose.migrate-job.yaml"),)
 COMPOSE_SCHEMA = Path("docker/schema/compose-spec.json")
 NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -75,33 +77,37 @@ def lint(c: Context) -> None:
 
 
 def compose_schema(root: Path) -> None:
-    """docker/compose.yaml against the Compose specification's JSON schema (shipped)."""
+    """The compose files against the Compose specification's JSON schema (shipped)."""
     try:
         import jsonschema
         import yaml
     except ImportError as exc:
         skipped("compose schema", f"{exc.name} is not installed (run: poetry install)")
         return
-    document = yaml.safe_load((root / COMPOSE).read_text())
     schema = json.loads((root / COMPOSE_SCHEMA).read_text())
-    errors = sorted(
-        jsonschema.Draft7Validator(schema).iter_errors(document), key=lambda e: list(e.path)
-    )
-    if errors:
-        where = "/".join(str(part) for part in errors[0].absolute_path) or "(top level)"
-        raise Exit(
-            f"error: {COMPOSE} does not follow the Compose specification at {where}: "
-            f"{errors[0].message} ({len(errors)} error(s)); fix the file",
-            code=1,
+    for compose in (COMPOSE, *COMPOSE_OVERRIDES):
+        document = yaml.safe_load((root / compose).read_text())
+        errors = sorted(
+            jsonschema.Draft7Validator(schema).iter_errors(document), key=lambda e: list(e.path)
         )
-    ok("compose schema", f"{COMPOSE} follows {COMPOSE_SCHEMA}")
+        if errors:
+            where = "/".join(str(part) for part in errors[0].absolute_path) or "(top level)"
+            raise Exit(
+                f"error: {compose} does not follow the Compose specification at {where}: "
+                f"{errors[0].message} ({len(errors)} error(s)); fix the file",
+                code=1,
+            )
+        ok("compose schema", f"{compose} follows {COMPOSE_SCHEMA}")
 
 
 def compose_config(c: Context, root: Path) -> None:
-    """``docker compose config``: the plugin, else a standalone ``docker-compose``."""
+    """``docker compose config`` of the file alone and with each override: the plugin,
+    else a standalone ``docker-compose``."""
     compose = root / COMPOSE
+    layers = [[compose], *([compose, root / extra] for extra in COMPOSE_OVERRIDES)]
     if _succeeds(["docker", "compose", "version"]):
-        c.run(f"docker compose -f {shlex.quote(str(compose))} config -q")
+        for files in layers:
+            c.run(shlex.join(["docker", "compose", *_files(files), "config", "-q"]))
         ok("compose config", "docker compose config")
         return
     standalone = shutil.which("docker-compose")
@@ -113,28 +119,39 @@ def compose_config(c: Context, root: Path) -> None:
         )
         return
     version = _output([standalone, "version", "--short"])
-    if version.startswith(("1.", "v1.")):
-        # Compose v1 predates the specification's top-level `name`: check the rest of the
-        # file, read from stdin in docker/ so that relative paths resolve as in the file.
-        text = "".join(
-            line
-            for line in compose.read_text().splitlines(keepends=True)
-            if not line.startswith("name:")
-        )
-        result = subprocess.run(
-            [standalone, "-p", "signalmarket", "-f", "-", "config", "-q"],
-            input=text,
-            cwd=compose.parent,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise Exit(f"error: docker-compose {version} config: {result.stderr.strip()}", code=1)
-        ok("compose config", f"docker-compose {version} config (top-level name not checked)")
+    if not version.startswith(("1.", "v1.")):
+        for files in layers:
+            c.run(shlex.join([standalone, *_files(files), "config", "-q"]))
+        ok("compose config", f"docker-compose {version} config")
         return
-    c.run(f"{shlex.quote(standalone)} -f {shlex.quote(str(compose))} config -q")
-    ok("compose config", f"docker-compose {version} config")
+    # Compose v1 predates the specification's top-level `name`: check the rest of the
+    # file, from a copy beside it so that relative paths resolve as in the file.
+    text = "".join(
+        line
+        for line in compose.read_text().splitlines(keepends=True)
+        if not line.startswith("name:")
+    )
+    with tempfile.NamedTemporaryFile(
+        "w", dir=compose.parent, prefix=".v1-", suffix=".yaml", delete=False
+    ) as copy:
+        copy.write(text)
+    try:
+        for files in layers:
+            command = [standalone, "-p", "signalmarket", *_files([Path(copy.name), *files[1:]])]
+            result = subprocess.run(
+                [*command, "config", "-q"], capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                raise Exit(
+                    f"error: docker-compose {version} config: {result.stderr.strip()}", code=1
+                )
+    finally:
+        Path(copy.name).unlink(missing_ok=True)
+    ok("compose config", f"docker-compose {version} config (top-level name not checked)")
+
+
+def _files(files: list[Path]) -> list[str]:
+    return [argument for path in files for argument in ("-f", str(path))]
 
 
 def hadolint(c: Context, root: Path) -> None:

@@ -22,6 +22,9 @@ HINTS: dict[str, str] = {
     "database_error": "check the URL in use: invoke db.url --service {s}",
     # migrating
     "unknown_revision": "deploy the newer version, or downgrade with the code that wrote it",
+    "incompatible_database": "deploy the newer version, or downgrade with the code that wrote it",
+    "database_ahead": "use the newer code for that",
+    "not_migrated": "run: invoke migrate.upgrade --service {s}",
     "revision_failed": "fix that revision, then run: invoke migrate.upgrade --service {s}",
     "unsound_history": "see every problem: invoke migrate.validate --offline --service {s}",
     "lock_timeout": "another migration holds the lock: wait, or raise MIGRATION_LOCK_TIMEOUT",
@@ -59,6 +62,10 @@ HINTS: dict[str, str] = {
     "unwritable_output": "choose a writable --output path",
     # authoring
     "no_message": "add one: -m 'add status to listings'",
+    "no_phase": "add one: --phase expand, or --phase contract",
+    "bad_phase": "use --phase expand, or --phase contract",
+    "expand_with_contract_changes": "make it two revisions (expand now, contract in a later "
+    "release), or write it as --phase contract",
     "no_changes": "change a model in shared_db/models/{s}.py, or write one by hand with --empty",
     "destructive_changes": "if intended, run again with --allow-destructive",
     "not_a_revision_file": "name a file listed by: invoke migrate.history --service {s}",
@@ -79,6 +86,8 @@ HINTS: dict[str, str] = {
     "{file}: # migrate-lint: allow {detail} -- <why>",
     "lint_autocommit": "make it run twice safely (IF NOT EXISTS, IF EXISTS) or, once reviewed, "
     "add to {file}: # migrate-lint: allow idempotent-autocommit -- <why>",
+    "lint_phase": "fix the phase in {file} (see docs/migrations.md, Deploying) or, once "
+    "reviewed, add: # migrate-lint: allow {detail} -- <why>",
     "invalid_index": "the next upgrade drops it (the runner does), or drop it now: {detail}",
     "upgrade_failed": "fix the failing revision, then run: invoke migrate.validate --service {s}",
     "model_drift": "run: invoke migrate.revision --service {s} -m 'describe the change'",

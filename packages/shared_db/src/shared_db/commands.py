@@ -9,7 +9,7 @@ from shared_db import records, runner
 from shared_db.config import DbConfig
 from shared_db.connections import connect
 from shared_db.history import read_history
-from shared_db.runner import RunResult
+from shared_db.runner import Reporter, RunResult, log_progress
 from shared_db.services import check_service
 from shared_db.status import Status, status
 
@@ -27,14 +27,18 @@ def current(config: DbConfig, service: str) -> tuple[str, ...]:
         return records.current_revisions(connection, service)
 
 
-def upgrade(config: DbConfig, service: str, target: str = "head") -> RunResult:
-    """Upgrade ``service``'s database to ``target``."""
-    return runner.upgrade(config, check_service(service), target)
+def upgrade(
+    config: DbConfig, service: str, target: str = "head", report: Reporter = log_progress
+) -> RunResult:
+    """Upgrade ``service``'s database to ``target``; ``report`` gets each revision applied."""
+    return runner.upgrade(config, check_service(service), target, report)
 
 
-def downgrade(config: DbConfig, service: str, target: str = "-1") -> RunResult:
+def downgrade(
+    config: DbConfig, service: str, target: str = "-1", report: Reporter = log_progress
+) -> RunResult:
     """Downgrade ``service``'s database to ``target`` (default: one revision)."""
-    return runner.downgrade(config, check_service(service), target)
+    return runner.downgrade(config, check_service(service), target, report)
 
 
 def stamp(config: DbConfig, service: str, revision: str) -> RunResult:

@@ -60,7 +60,12 @@ def engine(
     if application_name:
         args["application_name"] = application_name
     if pooled:
-        return create_engine(normalize(url), pool_pre_ping=True, connect_args=args)
+        return create_engine(
+            normalize(url),
+            pool_pre_ping=True,
+            pool_timeout=connect_timeout_s,
+            connect_args=args,
+        )
     return create_engine(normalize(url), poolclass=pool.NullPool, connect_args=args)
 
 

@@ -17,7 +17,10 @@ from pathlib import Path
 from shared_db.config import DbConfig
 
 ID_PATTERN = re.compile(r"^(\d{4,})([a-z]*)$")
-_FIELDS = ("revision", "down_revision", "branch_labels", "depends_on")
+_FIELDS = ("revision", "down_revision", "branch_labels", "depends_on", "phase")
+# A revision's compatibility phase: "expand" keeps the previous release's code working
+# (new tables, nullable columns, indexes...); "contract" does not (drops, renames...).
+PHASES = ("expand", "contract")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Revision:
     depends_on: tuple[str, ...]
     path: Path
     message: str
+    phase: str | None = None  # None: the file declares none (written before phases)
 
     @property
     def is_merge(self) -> bool:
@@ -51,7 +55,8 @@ def _as_tuple(value: object) -> tuple[str, ...]:
 
 
 _FAST_ASSIGN = re.compile(
-    r"^(revision|down_revision|branch_labels|depends_on)[ \t]*(?::[^=\n]*)?=[ \t]*(.*?)[ \t]*$",
+    r"^(revision|down_revision|branch_labels|depends_on|phase)"
+    r"[ \t]*(?::[^=\n]*)?=[ \t]*(.*?)[ \t]*$",
     re.MULTILINE,
 )
 _STRING = re.compile(r"""^(["'])([^"'\\\n]*)\1$""")
@@ -146,6 +151,9 @@ def _ast_parse(source: str, path: Path) -> Revision:
 
 
 def _revision(revision: str, values: dict[str, object], path: Path, message: str) -> Revision:
+    phase = values.get("phase")
+    if phase is not None and phase not in PHASES:
+        raise ValueError(f"phase must be 'expand' or 'contract', not {phase!r}")
     return Revision(
         id=revision,
         down=_as_tuple(values["down_revision"]),
@@ -153,6 +161,7 @@ def _revision(revision: str, values: dict[str, object], path: Path, message: str
         depends_on=_as_tuple(values.get("depends_on")),
         path=path,
         message=message,
+        phase=phase if isinstance(phase, str) else None,
     )
 
 

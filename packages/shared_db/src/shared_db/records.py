@@ -1,55 +1,129 @@
-"""Records of applied revisions: which revision files changed after they were applied.
+"""Records of applied revisions, beside the version table: what each one was.
 
-Each upgrade step records the sha256 of its revision file in the service's own side
-table, ``alembic_checksums_<service>``, in the same transaction as the version-table
-update; a downgrade step removes it. Comparing them with the files shows tampering
-(or an edit of an already-applied revision, which never reaches other databases).
+Each upgrade step records, in the same transaction as the version-table update, a row
+in the service's side table ``alembic_revisions_<service>``: the revision, its parents,
+the sha256 of its file, its phase (``expand``/``contract``), its message, when it was
+applied and how long it took; a downgrade step removes the row. So:
+
+- comparing the checksums with the files shows an edit of an already-applied revision;
+- code older than the database, which does not have the newer files, can still read
+  their phases and tell whether it may run on that schema (expand/contract);
+- ``migrate.status``, ``migrate.history`` and ``migrate.plan`` show durations.
+
+(The table was ``alembic_checksums_<service>`` before phases; it is renamed on first use.)
 """
 
 import hashlib
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import ProgrammingError
 
-from shared_db.config import DbConfig
-from shared_db.connections import connect
 from shared_db.history import History
 from shared_db.services import check_service, version_table
 
 
-def checksum_table(service: str) -> str:
+def records_table(service: str) -> str:
+    return f"alembic_revisions_{check_service(service)}"
+
+
+def _legacy_table(service: str) -> str:
     return f"alembic_checksums_{check_service(service)}"
 
 
+_PHASE_LINE = re.compile(rb"^phase\b[ \t]*(:[^=\n]*)?=[^\n]*\n?", re.MULTILINE)
+
+
 def file_checksum(path: Path) -> str:
-    """sha256 of the file with normalised line endings (a CRLF checkout is not a change)."""
-    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+    """sha256 of the file with normalised line endings (a CRLF checkout is not a change)
+    and without its ``phase = ...`` line: the phase is recorded on its own, and giving a
+    revision written before phases its phase does not change what it does."""
+    content = path.read_bytes().replace(b"\r\n", b"\n")
+    return hashlib.sha256(_PHASE_LINE.sub(b"", content)).hexdigest()
 
 
-def create_table_sql(service: str) -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {checksum_table(service)} ("
-        "revision VARCHAR(32) PRIMARY KEY, checksum CHAR(64) NOT NULL, "
-        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
+def ensure_table_sql(service: str) -> list[str]:
+    """Statements that make the side table exist in its current shape (idempotent)."""
+    table, legacy = records_table(service), _legacy_table(service)
+    return [
+        f"DO $$ BEGIN IF to_regclass('{legacy}') IS NOT NULL AND to_regclass('{table}') IS NULL "
+        f"THEN ALTER TABLE {legacy} RENAME TO {table}; END IF; END $$",
+        f"CREATE TABLE IF NOT EXISTS {table} (revision VARCHAR(32) PRIMARY KEY, "
+        "checksum CHAR(64) NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS down_revisions TEXT, "
+        "ADD COLUMN IF NOT EXISTS phase TEXT, ADD COLUMN IF NOT EXISTS message TEXT, "
+        "ADD COLUMN IF NOT EXISTS duration_ms INTEGER",
+    ]
 
 
 def record_sql(service: str) -> str:
-    """Bound parameters ``:revision`` and ``:checksum`` (one cached statement per run)."""
+    """Bound parameters ``:revision``, ``:down``, ``:checksum``, ``:phase``, ``:message``
+    and ``:duration_ms`` (one cached statement per run)."""
     return (
-        f"INSERT INTO {checksum_table(service)} (revision, checksum) "
-        "VALUES (:revision, :checksum) ON CONFLICT (revision) DO UPDATE "
-        "SET checksum = EXCLUDED.checksum, applied_at = now()"
+        f"INSERT INTO {records_table(service)} "
+        "(revision, down_revisions, checksum, phase, message, duration_ms) "
+        "VALUES (:revision, :down, :checksum, :phase, :message, :duration_ms) "
+        "ON CONFLICT (revision) DO UPDATE SET down_revisions = EXCLUDED.down_revisions, "
+        "checksum = EXCLUDED.checksum, phase = EXCLUDED.phase, message = EXCLUDED.message, "
+        "duration_ms = EXCLUDED.duration_ms, applied_at = now()"
     )
 
 
 def forget_sql(service: str) -> str:
-    return f"DELETE FROM {checksum_table(service)} WHERE revision = :revision"
+    return f"DELETE FROM {records_table(service)} WHERE revision = :revision"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One applied revision as its record says (whether or not this code has its file)."""
+
+    revision: str
+    down: tuple[str, ...]
+    checksum: str
+    phase: str | None
+    message: str
+    applied_at: datetime
+    duration_s: float | None
+
+
+def _table_exists(connection: Connection, table: str) -> bool:
+    return connection.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is not None
+
+
+def applied(connection: Connection, service: str) -> dict[str, Applied]:
+    """The records of the applied revisions, oldest first (empty before the first one)."""
+    table = records_table(service)
+    if not _table_exists(connection, table):
+        table = _legacy_table(service)  # applied by code written before phases
+        if not _table_exists(connection, table):
+            return {}
+        rows = connection.execute(
+            text(f"SELECT revision, NULL, checksum, NULL, '', applied_at, NULL FROM {table}")
+        ).all()
+    else:
+        rows = connection.execute(
+            text(
+                f"SELECT revision, down_revisions, checksum, phase, coalesce(message, ''), "
+                f"applied_at, duration_ms FROM {table} ORDER BY applied_at, revision"
+            )
+        ).all()
+    return {
+        row[0]: Applied(
+            revision=row[0],
+            down=tuple(filter(None, (row[1] or "").split(","))),
+            checksum=row[2].strip(),
+            phase=row[3],
+            message=row[4],
+            applied_at=row[5],
+            duration_s=row[6] / 1000 if row[6] is not None else None,
+        )
+        for row in rows
+    }
 
 
 @dataclass(frozen=True)
@@ -58,28 +132,20 @@ class Modified:
     path: Path | None  # None: the file is gone
 
 
-def modified_revisions(service: str, history: History, connection: Connection) -> list[Modified]:
-    """Applied revisions whose file differs from what was applied (or is missing)."""
-    try:
-        rows = connection.execute(
-            text(f"SELECT revision, checksum FROM {checksum_table(service)}")
-        ).all()
-    except ProgrammingError:  # no side table: nothing was applied by this code yet
-        connection.rollback()
-        return []
+def modified_revisions(
+    service: str, history: History, records: dict[str, Applied], newer: set[str]
+) -> list[Modified]:
+    """Applied revisions whose file differs from what was applied, or is gone (``newer``:
+    revisions written after this code, whose files it cannot have)."""
     found = []
-    for revision, recorded in rows:
+    for revision, record in records.items():
         script = history.revisions.get(revision)
         if script is None:
-            found.append(Modified(revision, None))
-        elif file_checksum(script.path) != recorded.strip():
+            if revision not in newer:
+                found.append(Modified(revision, None))
+        elif file_checksum(script.path) != record.checksum:
             found.append(Modified(revision, script.path))
     return found
-
-
-def modified_at(config: DbConfig, service: str, history: History) -> list[Modified]:
-    with connect(config, service) as connection:
-        return modified_revisions(service, history, connection)
 
 
 def current_revisions(connection: Connection, service: str) -> tuple[str, ...]:
@@ -88,8 +154,7 @@ def current_revisions(connection: Connection, service: str) -> tuple[str, ...]:
     Plain SQL, not Alembic's ``MigrationContext``: reading the revision at startup must
     not import Alembic."""
     table = version_table(service)
-    exists = connection.execute(text("SELECT to_regclass(:table)"), {"table": table}).scalar()
-    if exists is None:
+    if not _table_exists(connection, table):
         return ()
     rows = connection.execute(text(f"SELECT version_num FROM {table}")).scalars()
     return tuple(sorted(rows))

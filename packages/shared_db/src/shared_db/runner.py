@@ -49,7 +49,7 @@ from shared_db.interrupts import Interrupted, interruptible
 from shared_db.locking import lock_key, migration_lock
 from shared_db.sessions import Conn, Session
 from shared_db.soundness import fatal_problems
-from shared_db.status import at_head, unknown_revisions
+from shared_db.status import Status, at_head, read_state, status_of
 
 if TYPE_CHECKING:  # Alembic is imported only when there is something to apply
     from alembic.runtime.migration import MigrationStep
@@ -68,11 +68,13 @@ _READER_DOUBTS = ("is not a literal", "declares no `revision", "declares no `dow
 class RunResult:
     service: str
     # "none" (nothing to do), "migrated elsewhere" (another process did it while this one
-    # waited for the lock), "upgraded", "downgraded" or "stamped".
+    # waited for the lock), "ahead" (a newer release migrated it further, with expand
+    # revisions only: this code runs on it as it is), "upgraded", "downgraded", "stamped".
     action: str
     before: tuple[str, ...]
     after: tuple[str, ...]
     steps: tuple[str, ...] = field(default=())  # revisions applied (or undone), in order
+    ahead: tuple[str, ...] = field(default=())  # for "ahead": the newer revisions
 
 
 # -- the history: what Alembic would accept -------------------------------------------
@@ -130,6 +132,34 @@ def _alembic_history(config: DbConfig, service: str) -> History:
     return History.from_revisions(revisions)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """One revision applied (or undone): what a front end shows as it goes."""
+
+    service: str
+    revision: str
+    message: str
+    number: int
+    total: int
+    seconds: float
+    undo: bool = False
+
+    def line(self) -> str:
+        verb = "undone: " if self.undo else ""
+        return (
+            f"{self.service}: {verb}{self.revision} {self.message} "
+            f"({self.number}/{self.total}) {self.seconds:.2f} s"
+        )
+
+
+Reporter = Callable[[Progress], None]
+
+
+def log_progress(progress: Progress) -> None:
+    """The default reporter: one log line per revision."""
+    log.info("%s", progress.line())
+
+
 def _as_tuple(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -138,17 +168,34 @@ def _as_tuple(value: object) -> tuple[str, ...]:
     return tuple(str(v) for v in value)  # type: ignore[attr-defined]
 
 
-def refuse_unknown(service: str, history: History, current: tuple[str, ...]) -> None:
-    """A database at a revision this code does not know was migrated by newer code."""
-    unknown = unknown_revisions(history, current)
-    if unknown:
+def refuse_incompatible(state: Status, *, migrating: bool) -> None:
+    """A database this code cannot use: at a revision it does not know that is not
+    shown to be newer, or ahead of it by a contract revision."""
+    if state.unknown:
         raise MigrationError(
-            f"the database is at revision {', '.join(unknown)}, which this code does not "
-            "know (it was migrated by a newer version); refusing to migrate it",
+            f"the database is at revision {', '.join(state.unknown)}, which this code does not "
+            "know (it was migrated by a newer version); refusing to "
+            + ("migrate it" if migrating else "use it"),
             kind="unknown_revision",
-            service=service,
-            revision=unknown[0],
+            service=state.service,
+            revision=state.unknown[0],
         )
+    if state.ahead and (state.blocking or state.pending):
+        reason = (
+            f"{state.blocking} is a contract revision"
+            if state.blocking
+            else f"{state.pending} revision(s) of this code are not applied"
+        )
+        raise _ahead_error(state, f"{reason}: this code cannot run on that schema")
+
+
+def _ahead_error(state: Status, why: str) -> MigrationError:
+    return MigrationError(
+        f"the database is ahead of this code ({', '.join(state.ahead)}): {why}",
+        kind="incompatible_database" if state.blocking or state.pending else "database_ahead",
+        service=state.service,
+        revision=state.blocking or state.ahead[0],
+    )
 
 
 def _check_target(service: str, history: History, target: str) -> None:
@@ -243,7 +290,7 @@ def _script(config: DbConfig, service: str) -> "ScriptDirectory":
     return ScriptDirectory.from_config(alembic_config(config, service))
 
 
-def _plan(
+def plan_steps(
     script: "ScriptDirectory", service: str, current: tuple[str, ...], target: str, down: bool
 ) -> list[tuple[str, "MigrationStep"]]:
     """(revision, step) from ``current`` to ``target``, in the order Alembic applies them."""
@@ -365,14 +412,16 @@ class _Applier:
     ) -> None:
         from alembic.runtime.migration import MigrationContext
 
-        from shared_db.migrations.env_runner import runner_options
+        from shared_db.migrations.env_runner import RevisionRecorder, runner_options
 
         self.config, self.service, self.connection = config, service, connection
         self.lock_conn, self.script, self.pid = lock_conn, script, pid
         self.queue: list[MigrationStep] = []
         queue = self.queue
+        self.recorder = RevisionRecorder(service, script)
         self.context: MigrationContext = MigrationContext.configure(
-            connection, opts={**runner_options(service, script), "fn": lambda _h, _c: queue}
+            connection,
+            opts={**runner_options(service, script, self.recorder), "fn": lambda _h, _c: queue},
         )
         self.timeout = ""
 
@@ -391,6 +440,7 @@ class _Applier:
             attempt += 1
             self.queue[:] = [step]
             watch = _BlockerWatch(self.lock_conn, self.pid)
+            self.recorder.step_started = time.perf_counter()
             try:
                 with watch, Operations.context(self.context):
                     self.context.run_migrations()
@@ -465,9 +515,16 @@ def _apply(
     lock_conn: Conn,
     target: str,
     down: bool,
+    report: Reporter = log_progress,
 ) -> RunResult:
     before = records.current_revisions(connection, service)
-    refuse_unknown(service, history, before)
+    state = status_of(service, history, before, records.applied(connection, service))
+    refuse_incompatible(state, migrating=True)
+    if state.ahead:  # compatible: nothing this code can or should apply
+        connection.rollback()
+        if down or target not in ("head", "heads"):
+            raise _ahead_error(state, "it can only be moved by the newer code")
+        return RunResult(service, "ahead", before, before, ahead=state.ahead)
     _check_target(service, history, target)
     if not down and target in ("head", "heads") and at_head(history, before):
         connection.rollback()
@@ -475,41 +532,59 @@ def _apply(
     if down:
         _check_downgrade(service, history, before, target)
     script = _script(config, service)
-    steps = _plan(script, service, before, target, down)
+    steps = plan_steps(script, service, before, target, down)
     pid = _prepare_session(connection, config)
     leftovers.drop_invalid_indexes(lock_conn, service, _service_tables(service))
     applier = _Applier(config, service, connection, lock_conn, script, pid)
     verb = "undoing" if down else "applying"
     done: list[str] = []
+    run_started = time.perf_counter()
     for number, (revision, step) in enumerate(steps, 1):
-        log.info("%s: %s %s (%d of %d)", service, verb, revision, number, len(steps))
+        log.debug("%s: %s %s (%d/%d)", service, verb, revision, number, len(steps))
         started = time.perf_counter()
         applier.apply(revision, step, verb)
-        log.info("%s: %s done in %.3f s", service, revision, time.perf_counter() - started)
+        message = history.revisions[revision].message if revision in history.revisions else ""
+        elapsed = time.perf_counter() - started
+        report(Progress(service, revision, message, number, len(steps), elapsed, down))
         done.append(revision)
     after = records.current_revisions(connection, service)
     connection.commit()
+    if done:
+        log.info(
+            "%s: %s %d revision(s) in %.2f s: %s -> %s",
+            service,
+            "undid" if down else "applied",
+            len(done),
+            time.perf_counter() - run_started,
+            ", ".join(before) or "base",
+            ", ".join(after) or "base",
+        )
     action = "downgraded" if down else "upgraded"
     return RunResult(service, action if done else "none", before, after, tuple(done))
 
 
-def upgrade(config: DbConfig, service: str, target: str = "head") -> RunResult:
-    """Upgrade ``service``'s database to ``target`` under the migration lock."""
+def upgrade(
+    config: DbConfig, service: str, target: str = "head", report: Reporter = log_progress
+) -> RunResult:
+    """Upgrade ``service``'s database to ``target`` under the migration lock; ``report``
+    gets each revision as it is applied."""
     history = sound_history(config, service)
     return _locked(
         config,
         service,
-        lambda conn, lock: _apply(config, service, history, conn, lock, target, False),
+        lambda conn, lock: _apply(config, service, history, conn, lock, target, False, report),
     )
 
 
-def downgrade(config: DbConfig, service: str, target: str = "-1") -> RunResult:
+def downgrade(
+    config: DbConfig, service: str, target: str = "-1", report: Reporter = log_progress
+) -> RunResult:
     """Downgrade ``service``'s database to ``target`` under the migration lock."""
     history = sound_history(config, service)
     return _locked(
         config,
         service,
-        lambda conn, lock: _apply(config, service, history, conn, lock, target, True),
+        lambda conn, lock: _apply(config, service, history, conn, lock, target, True, report),
     )
 
 
@@ -560,18 +635,56 @@ def wait_for_database(config: DbConfig, service: str) -> None:
             delay = min(delay * 2, 2.0)
 
 
-def migrate_to_head(config: DbConfig, service: str) -> RunResult:
+def migrate_to_head(config: DbConfig, service: str, report: Reporter = log_progress) -> RunResult:
     """Startup: bring the database to head, exactly once across replicas.
 
-    A lock-free check first: a database already at head takes no lock."""
+    A lock-free check first: a database already at head takes no lock, and neither does
+    one ahead of this code by expand revisions only (a newer release migrated it: this
+    code serves on it as it is)."""
     wait_for_database(config, service)
     history = sound_history(config, service)
     with connect(config, service) as connection:
-        before = records.current_revisions(connection, service)
-    refuse_unknown(service, history, before)
-    if at_head(history, before):
-        return RunResult(service, "none", before, before)
-    result = upgrade(config, service)
-    if result.action == "none":  # another replica migrated while this one waited
-        return RunResult(service, "migrated elsewhere", before, result.after)
-    return RunResult(service, result.action, before, result.after, result.steps)
+        state = status_of(service, history, *read_state(connection, service))
+    refuse_incompatible(state, migrating=False)
+    if state.ahead:
+        return RunResult(service, "ahead", state.database, state.database, ahead=state.ahead)
+    if state.pending == 0:
+        return RunResult(service, "none", state.database, state.database)
+    result = upgrade(config, service, report=report)
+    if result.action in ("none", "ahead"):  # another replica migrated while this one waited
+        return RunResult(service, "migrated elsewhere", state.database, result.after)
+    return RunResult(service, result.action, state.database, result.after, result.steps)
+
+
+def wait_until_compatible(config: DbConfig, service: str, timeout_s: float) -> Status:
+    """For a service that does not migrate (``SKIP_MIGRATIONS``): wait, bounded, until
+    the database is at a revision this code can serve on (a migrate step runs
+    elsewhere). Raises at once for an incompatible database, and after ``timeout_s``."""
+    wait_for_database(config, service)
+    history = read_history(config, service)
+    deadline, delay, said = time.monotonic() + timeout_s, 0.2, False
+    while True:
+        with connect(config, service) as connection:
+            state = status_of(service, history, *read_state(connection, service))
+        refuse_incompatible(state, migrating=False)
+        if state.compatible:
+            return state
+        if time.monotonic() >= deadline:
+            raise MigrationError(
+                f"the database did not reach a revision this code can serve on within "
+                f"{timeout_s:g} s (it is {state.state}; head {', '.join(state.head)})",
+                kind="not_migrated",
+                service=service,
+            )
+        if not said:
+            log.warning(
+                "%s: not migrating (SKIP_MIGRATIONS): waiting up to %g s for the database "
+                "to be migrated by the migrate step (it is %s; head %s)",
+                service,
+                timeout_s,
+                state.state,
+                ", ".join(state.head),
+            )
+            said = True
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 2.0)

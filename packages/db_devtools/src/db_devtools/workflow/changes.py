@@ -5,7 +5,9 @@
 them in short phrases and pick out the ones that lose data.
 """
 
+import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from alembic.operations import ops
 from sqlalchemy import types as sa_types
@@ -108,3 +110,100 @@ def widens(old: object, new: object) -> bool:
         digits_before = old.precision - old.scale
         return new_scale >= old.scale and new.precision - new_scale >= digits_before
     return False
+
+
+# -- compatibility phases --------------------------------------------------------------
+# "expand": the previous release's code keeps working on the new schema (it only adds
+# things); "contract": it may not (it removes, renames or tightens something).
+
+_CONTRACT_SQL = (
+    (re.compile(r"\bDROP\s+(TABLE|COLUMN|SCHEMA|TYPE|VIEW)\b", re.I), "drops {0}"),
+    (re.compile(r"\bRENAME\b", re.I), "renames"),
+    (re.compile(r"\bSET\s+NOT\s+NULL\b", re.I), "sets NOT NULL"),
+    (re.compile(r"\bALTER\s+(COLUMN\s+)?\S+\s+(SET\s+DATA\s+)?TYPE\b", re.I), "changes a type"),
+    (re.compile(r"\bVALIDATE\s+CONSTRAINT\b", re.I), "validates a constraint"),
+    (re.compile(r"\bTRUNCATE\b|\bDELETE\s+FROM\b", re.I), "deletes rows"),
+    (re.compile(r"\bCREATE\s+UNIQUE\s+INDEX\b", re.I), "adds a unique index"),
+)
+_ADD_CONSTRAINT = re.compile(
+    r"\bADD\s+(CONSTRAINT\b|PRIMARY\s+KEY\b|UNIQUE\b|CHECK\b|FOREIGN\s+KEY\b)", re.I
+)
+_NOT_VALID = re.compile(r"\bNOT\s+VALID\b", re.I)
+
+
+def _sql_reasons(statement: str) -> list[str]:
+    reasons = []
+    for pattern, reason in _CONTRACT_SQL:
+        found = pattern.search(statement)
+        if found:
+            reasons.append(reason.format(found.group(1).lower() if found.groups() else ""))
+    if _ADD_CONSTRAINT.search(statement) and not _NOT_VALID.search(statement):
+        reasons.append("adds a constraint that is checked at once (not NOT VALID)")
+    return reasons
+
+
+def _contract_reasons(operation: ops.MigrateOperation) -> list[str]:
+    """Why ``operation`` would break the previous release's code (none: it does not)."""
+    what = describe(operation)
+    if isinstance(operation, ops.DropTableOp | ops.DropColumnOp | ops.RenameTableOp):
+        return [what]
+    if isinstance(operation, ops.AddColumnOp):
+        column = operation.column
+        if not column.nullable and column.server_default is None and not column.computed:
+            return [f"{what} NOT NULL without a default (old code inserts without it)"]
+        return []
+    if isinstance(operation, ops.AlterColumnOp):
+        reasons = []
+        if operation.modify_name is not None:
+            reasons.append(f"rename {_table(operation)}.{operation.column_name}")
+        if operation.modify_nullable is False:
+            reasons.append(f"set {_table(operation)}.{operation.column_name} NOT NULL")
+        if operation.modify_type is not None and not widens(
+            operation.existing_type, operation.modify_type
+        ):
+            reasons.append(
+                f"change the type of {_table(operation)}.{operation.column_name} "
+                f"from {operation.existing_type} to {operation.modify_type}"
+            )
+        return reasons
+    if isinstance(operation, ops.CreateIndexOp):
+        return [f"{what} (unique)"] if operation.unique else []
+    if isinstance(operation, ops.AddConstraintOp):
+        return [f"{what}, checked at once"]
+    if isinstance(operation, ops.ExecuteSQLOp):
+        statement = str(operation.sqltext)
+        return [
+            f"{reason}: {' '.join(statement.split())[:60]}" for reason in _sql_reasons(statement)
+        ]
+    return []
+
+
+def phase_of(operations: Iterable[ops.MigrateOperation]) -> tuple[str, list[str]]:
+    """``("contract", reasons)`` when some operation would break the previous release's
+    code, else ``("expand", [])``."""
+    reasons = [
+        reason for operation in flatten(operations) for reason in _contract_reasons(operation)
+    ]
+    return ("contract", reasons) if reasons else ("expand", [])
+
+
+def recorded_operations(script: Any, revision: str) -> list[ops.MigrateOperation]:
+    """The operations a revision's ``upgrade()`` asks for, recorded without a database
+    (offline; ``op.execute`` is recorded with its SQL). Raises for a revision that needs
+    a live database (``op.get_bind()``)."""
+    import io
+
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    recorded: list[ops.MigrateOperation] = []
+    found = script.get_revision(revision)
+    context = MigrationContext.configure(
+        dialect_name="postgresql",
+        opts={"as_sql": True, "output_buffer": io.StringIO(), "literal_binds": True},
+    )
+    with Operations.context(context) as operations:
+        # Every op.* call ends in Operations.invoke(operation): keep it, run nothing.
+        setattr(operations, "invoke", recorded.append)  # noqa: B010
+        found.module.upgrade()
+    return recorded

@@ -16,8 +16,8 @@ from db_devtools.config import DevConfig
 
 Stamp = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
 # What a file says, in plain tuples (cheap to pickle): a revision's fields, or why not.
-Fields = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str] | str
-CACHE_VERSION = 3
+Fields = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str | None] | str
+CACHE_VERSION = 4
 
 
 def _cache_file(cache_dir: Path, directory: Path) -> Path:
@@ -50,7 +50,7 @@ def _fields(path: Path) -> Fields:
         r = parse_revision_file(path, check_syntax=True)
     except ValueError as exc:
         return str(exc)
-    return (r.id, r.down, r.branch_labels, r.depends_on, r.message)
+    return (r.id, r.down, r.branch_labels, r.depends_on, r.message, r.phase)
 
 
 def read_directory(directory: Path, cache_dir: Path | None) -> History:
@@ -83,7 +83,15 @@ def read_directory(directory: Path, cache_dir: Path | None) -> History:
             history.unreadable.append(Unreadable(directory / name, fields))
         else:
             history.add(
-                Revision(fields[0], fields[1], fields[2], fields[3], directory / name, fields[4])
+                Revision(
+                    fields[0],
+                    fields[1],
+                    fields[2],
+                    fields[3],
+                    directory / name,
+                    fields[4],
+                    fields[5],
+                )
             )
     return history
 

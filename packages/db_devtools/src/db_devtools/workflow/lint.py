@@ -115,7 +115,7 @@ def lint_revisions(config: DevConfig, service: str, revisions: list[str]) -> lis
         command = [squawk, "--reporter", "json", "--assume-in-transaction"]
         command += ["--stdin-filepath", path.name]
         allowed = allowed_rules(path)
-        for_squawk = sorted(allowed - {IDEMPOTENT_AUTOCOMMIT})  # our own rule, not squawk's
+        for_squawk = sorted(allowed - {IDEMPOTENT_AUTOCOMMIT, *OWN_RULES})  # ours, not squawk's
         if for_squawk:
             command += ["--exclude", ",".join(for_squawk)]
         rendered = render_upgrade(script, revision)
@@ -131,7 +131,51 @@ def lint_revisions(config: DevConfig, service: str, revisions: list[str]) -> lis
                 Finding(revision, path, IDEMPOTENT_AUTOCOMMIT, message)
                 for message in autocommit_findings(rendered)
             ]
+        findings += [
+            Finding(revision, path, rule, message)
+            for rule, message in phase_findings(script, revision)
+            if rule not in allowed
+        ]
     return findings
+
+
+# -- our own rules: a phase that says what the revision does --------------------------
+
+PHASE_REQUIRED = "phase-required"
+PHASE_MATCHES = "phase-matches-operations"
+OWN_RULES = (PHASE_REQUIRED, PHASE_MATCHES)
+
+
+def phase_findings(script: "ScriptDirectory", revision: str) -> list[tuple[str, str]]:
+    """A revision needs ``phase = "expand"`` or ``"contract"``; ``expand`` is refused for
+    operations that would break the previous release's code (see ``changes.phase_of``)."""
+    from db_devtools.workflow.changes import phase_of, recorded_operations
+
+    found = script.get_revision(revision)
+    phase = getattr(found.module, "phase", None) if found is not None else None
+    if phase not in ("expand", "contract"):
+        return [
+            (
+                PHASE_REQUIRED,
+                'it declares no phase: add phase = "expand" (the previous release\'s code '
+                'keeps working on the new schema) or phase = "contract"',
+            )
+        ]
+    if phase != "expand":
+        return []
+    try:
+        inferred, reasons = phase_of(recorded_operations(script, revision))
+    except Exception as exc:  # upgrade() needs a live database (op.get_bind())
+        return [
+            (
+                PHASE_MATCHES,
+                f"it is marked expand, which cannot be checked offline ({type(exc).__name__}): "
+                "review it, then allow the rule",
+            )
+        ]
+    if inferred == "contract":
+        return [(PHASE_MATCHES, f"it is marked expand but would {'; '.join(reasons)}")]
+    return []
 
 
 # -- our own rule: a statement outside the revision's transaction must run twice safely --

@@ -2,17 +2,26 @@
 
 import io
 
+from shared_db import records
+from shared_db.connections import connect
 from shared_db.errors import MigrationError
 from shared_db.history import sort_ids
+from shared_db.records import Applied
 from shared_db.services import check_service
 
 from db_devtools.config import DevConfig
 from db_devtools.workflow.history_cache import read_history
 
 
-def history_lines(config: DevConfig, service: str) -> list[str]:
-    """Newest first, like ``alembic history``: ``parents -> id (markers), message``."""
+def history_lines(config: DevConfig, service: str, *, applied: bool = False) -> list[str]:
+    """Newest first, like ``alembic history``: ``parents -> id (markers), message``; with
+    ``applied`` (``config`` holds the database's URL), when each revision was applied to
+    the database and how long it took, from the runner's records."""
     history = read_history(config, check_service(service))
+    records_of: dict[str, Applied] = {}
+    if applied:
+        with connect(config, service) as connection:
+            records_of = records.applied(connection, service)
     heads, bases = set(history.heads), set(history.bases)
     branch_points, merge_points = set(history.branch_points()), set(history.merge_points())
     order = history.topological()
@@ -24,10 +33,23 @@ def history_lines(config: DevConfig, service: str) -> list[str]:
         markers += ["(head)"] * (rev_id in heads) + ["(base)"] * (rev_id in bases)
         markers += ["(branchpoint)"] * (rev_id in branch_points)
         markers += ["(mergepoint)"] * (rev_id in merge_points)
+        if revision.phase:
+            markers.append(f"[{revision.phase}]")
         parents = ", ".join(revision.down) or "<base>"
         suffix = " ".join(markers)
-        lines.append(f"{parents} -> {rev_id}{' ' + suffix if suffix else ''}, {revision.message}")
+        line = f"{parents} -> {rev_id}{' ' + suffix if suffix else ''}, {revision.message}"
+        if applied:
+            record = records_of.get(rev_id)
+            line += f"  ({_when(record)})"
+        lines.append(line)
     return lines
+
+
+def _when(record: Applied | None) -> str:
+    if record is None:
+        return "not applied"
+    took = f", {record.duration_s:.2f} s" if record.duration_s is not None else ""
+    return f"applied {record.applied_at:%Y-%m-%d %H:%M:%S}{took}"
 
 
 def offline_sql(config: DevConfig, service: str, revision_range: str) -> str:

@@ -41,12 +41,16 @@ def lint_problems(
     config: DevConfig, service: str, revision_range: str | None = None
 ) -> list[Problem]:
     """squawk's findings as problems, each naming its revision file."""
-    from db_devtools.workflow.lint import IDEMPOTENT_AUTOCOMMIT, lint
+    from db_devtools.workflow.lint import IDEMPOTENT_AUTOCOMMIT, OWN_RULES, lint
 
     return [
         Problem(
             service,
-            "lint_autocommit" if finding.rule == IDEMPOTENT_AUTOCOMMIT else "lint",
+            "lint_autocommit"
+            if finding.rule == IDEMPOTENT_AUTOCOMMIT
+            else "lint_phase"
+            if finding.rule in OWN_RULES
+            else "lint",
             f"{finding.path.name}: {finding.rule}: {finding.message}",
             revision=finding.revision,
             path=finding.path,
@@ -58,7 +62,7 @@ def lint_problems(
 
 def tamper_problems(config: DevConfig, service: str) -> list[Problem]:
     """Applied revisions (in ``service``'s own database) whose file changed since."""
-    from shared_db.records import modified_at
+    from shared_db.status import modified_at
 
     from db_devtools.provisioning.resolve import with_databases
 

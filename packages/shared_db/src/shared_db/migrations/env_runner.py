@@ -11,6 +11,7 @@ Offline mode (``--sql``) needs only the dialect, never a server.
 """
 
 import os
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from shared_db import records
 from shared_db.config import DbConfig
 from shared_db.connections import migration_engine
 from shared_db.errors import SharedDbError
+from shared_db.history import PHASES
 from shared_db.locking import migration_lock
 from shared_db.models import metadata_for
 from shared_db.services import version_table
@@ -76,40 +78,59 @@ SESSION_SETTINGS = (
 )
 
 
-def record_checksums(service: str, script: ScriptDirectory) -> Any:
-    """An ``on_version_apply`` hook: runs inside each revision's own transaction."""
-    create = text(records.create_table_sql(service))
-    record, forget = text(records.record_sql(service)), text(records.forget_sql(service))
-    table_ready = False  # the side table is created (if missing) with the first step
+class RevisionRecorder:
+    """The ``on_version_apply`` hook: runs inside each revision's own transaction and
+    records the revision (parents, checksum, phase, message, duration) beside the version
+    table; a downgrade step removes the record. ``step_started`` is when the current step
+    began (the runner sets it; Alembic's own command line counts from the previous step)."""
 
-    def on_step(
-        *, ctx: MigrationContext, step: MigrationInfo, heads: set[str], run_args: Any
+    def __init__(self, service: str, script: ScriptDirectory) -> None:
+        self.script = script
+        self.ensure = [text(statement) for statement in records.ensure_table_sql(service)]
+        self.record = text(records.record_sql(service))
+        self.forget = text(records.forget_sql(service))
+        self.table_ready = False  # made (if missing) with the first step
+        self.step_started = time.perf_counter()
+
+    def __call__(
+        self, *, ctx: MigrationContext, step: MigrationInfo, heads: set[str], run_args: Any
     ) -> None:
-        nonlocal table_ready
         if step.is_stamp:
             return
-        if not table_ready:
-            ctx.execute(create)
-            table_ready = True
+        if not self.table_ready:
+            for statement in self.ensure:
+                ctx.execute(statement)
+            self.table_ready = True
+        duration_ms = round((time.perf_counter() - self.step_started) * 1000)
         for revision in step.up_revision_ids:
             if not step.is_upgrade:
-                ctx.execute(forget.bindparams(revision=revision))
+                ctx.execute(self.forget.bindparams(revision=revision))
                 continue
-            applied = script.get_revision(revision)
-            path = Path(applied.path) if applied is not None and applied.path else None
-            digest = records.file_checksum(path) if path else "0" * 64
-            ctx.execute(record.bindparams(revision=revision, checksum=digest))
+            found = self.script.get_revision(revision)
+            path = Path(found.path) if found is not None and found.path else None
+            phase = getattr(found.module, "phase", None) if found is not None else None
+            ctx.execute(
+                self.record.bindparams(
+                    revision=revision,
+                    down=",".join(step.down_revision_ids),
+                    checksum=records.file_checksum(path) if path else "0" * 64,
+                    phase=phase if phase in PHASES else None,
+                    message=((found.doc or "").strip().splitlines() or [""])[0] if found else "",
+                    duration_ms=duration_ms,
+                )
+            )
+        self.step_started = time.perf_counter()
 
-    return on_step
 
-
-def runner_options(service: str, script: ScriptDirectory) -> dict[str, Any]:
+def runner_options(
+    service: str, script: ScriptDirectory, recorder: RevisionRecorder | None = None
+) -> dict[str, Any]:
     """The options of a ``MigrationContext`` that applies ``service``'s revisions."""
     # One transaction per revision: a failure leaves the last good revision applied.
     return {
         **comparison_options(service),
         "transaction_per_migration": True,
-        "on_version_apply": (record_checksums(service, script),),
+        "on_version_apply": (recorder or RevisionRecorder(service, script),),
     }
 
 

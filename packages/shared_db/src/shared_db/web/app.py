@@ -13,7 +13,9 @@ from shared_db.config import DbConfig
 from shared_db.connections import engine as make_engine
 from shared_db.errors import SharedDbError
 from shared_db.exit_codes import exit_code
-from shared_db.status import status
+from shared_db.history import read_history
+from shared_db.records import file_checksum
+from shared_db.urls import where
 from shared_db.web import health, problem_details
 from shared_db.web.hints import one_line
 from shared_db.web.settings import ServiceSettings
@@ -31,23 +33,12 @@ class StartupFailed(RuntimeError):
 
 
 def prepare_database(settings: ServiceSettings, config: DbConfig) -> None:
-    """The startup migration (or, with SKIP_MIGRATIONS, a warning when not at head)."""
+    """The startup migration; with SKIP_MIGRATIONS, a bounded wait until a migrate step
+    elsewhere has brought the database to a revision this code can serve on."""
     service = settings.service
     if settings.skip_migrations:
-        log.warning("%s: SKIP_MIGRATIONS is set: not migrating", service)
-        try:
-            current = status(config, service)
-        except SharedDbError as exc:
-            log.warning("%s: cannot read the database revision: %s", service, exc.message)
-            return
-        if current.pending != 0 or current.unknown:
-            log.warning(
-                "%s: database is %s (at %s, code head %s); /ready answers 503 until it is",
-                service,
-                current.state,
-                ", ".join(current.database) or "base",
-                ", ".join(current.head),
-            )
+        state = runner.wait_until_compatible(config, service, settings.migration_wait_timeout)
+        log.info("%s: not migrating (SKIP_MIGRATIONS): the database is %s", service, state.state)
         return
     result = runner.migrate_to_head(config, service)
     before, after = ", ".join(result.before) or "base", ", ".join(result.after)
@@ -55,23 +46,37 @@ def prepare_database(settings: ServiceSettings, config: DbConfig) -> None:
         log.info("%s: migrated %s -> %s", service, before, after)
     elif result.action == "migrated elsewhere":
         log.info("%s: another process migrated %s -> %s", service, before, after)
+    elif result.action == "ahead":
+        log.info(
+            "%s: the database is ahead of this code, compatible (%s: expand); serving on it "
+            "without migrating",
+            service,
+            ", ".join(result.ahead),
+        )
     else:
         log.info("%s: database at head %s, no migration needed", service, after)
 
 
-def start(settings_class: type[ServiceSettings]) -> tuple[ServiceSettings, DbConfig]:
-    """Read the settings and prepare the database; raises ``StartupFailed`` with one line."""
+def start(
+    settings_class: type[ServiceSettings], *, migrate_only: bool = False
+) -> tuple[ServiceSettings, DbConfig]:
+    """Read the settings and prepare the database (``migrate_only``: migrate, whatever
+    SKIP_MIGRATIONS says, as a deployment's migrate step); raises ``StartupFailed``
+    after logging one line."""
     service = settings_class.service
     settings: ServiceSettings | None = None
+    doing = "migration failed" if migrate_only else "startup failed"
     try:
         settings = settings_class.load()
-        config = settings.db_config()
+        if migrate_only:
+            settings = settings.model_copy(update={"skip_migrations": False})
+        config = settings.db_config(caller="job" if migrate_only else "startup")
         prepare_database(settings, config)
     except SharedDbError as exc:
         # Settings that failed to load still say where the service runs.
         in_container = settings.in_container if settings else settings_class.running_in_container()
         message = one_line(exc, in_container=in_container)
-        log.error("%s: startup failed: %s", service, message.removeprefix(f"{service}: "))
+        log.error("%s: %s: %s", service, doing, message.removeprefix(f"{service}: "))
         raise StartupFailed(message, exit_code(exc)) from None
     return settings, config
 
@@ -97,14 +102,26 @@ def create_service_app(
             prepared = await run_in_threadpool(start, settings_class)
         settings, config = prepared
         logging.getLogger("signalmarket").setLevel(settings.log_level.upper())
+        health.quiet_probes()
+        url = config.parsed_url(service)
+        # Short waits: a request (or a probe) that cannot get a connection in 2 s fails
+        # then, instead of piling up behind a stalled database.
         engine = make_engine(
-            config.require_url(service),
-            connect_timeout_s=config.connect_timeout_s,
+            url,
+            connect_timeout_s=health.READY_TIMEOUT_S,
             application_name=service,
             pooled=True,
         )
+        history = read_history(config, service)
         app.state.settings, app.state.db_config = settings, config
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        app.state.readiness = health.ReadinessProbe(
+            service,
+            engine,
+            history,
+            {rev: file_checksum(r.path) for rev, r in history.revisions.items()},
+            where(url),
+        )
         try:
             if resources is None:
                 yield
@@ -112,6 +129,7 @@ def create_service_app(
                 async with resources(app):
                     yield
         finally:
+            app.state.readiness.close()
             engine.dispose()
 
     app = FastAPI(title=service, lifespan=lifespan, **fastapi_options)  # type: ignore[arg-type]

@@ -39,6 +39,12 @@ def hint(error: SharedDbError, *, in_container: bool) -> str | None:
         return "another replica is migrating: this one restarts and finds it done"
     if error.kind == "lock_contention":
         return "the service restarts and retries; end those sessions if they never finish"
+    if error.kind == "not_migrated":
+        if in_container:
+            return f"run the migrate step first: python -m {service} migrate (the migrate job)"
+        return f"run the migrate step: invoke migrate.upgrade --service {service}"
+    if error.kind in ("incompatible_database", "database_ahead"):
+        return "deploy the newer version, or downgrade with the code that wrote it"
     if error.kind == "interrupted":
         return "the next start applies it again"
     if error.kind in ("leftover", "leftover_object"):

@@ -26,7 +26,8 @@ class ServiceSettings(BaseSettings):
     """Environment variables: ``<SERVICE>_DATABASE_URL`` or ``DATABASE_URL`` (required),
     ``HOST``, ``PORT``, ``SKIP_MIGRATIONS`` (1/true/yes, any case), ``LOG_LEVEL``,
     ``MIGRATION_LOCK_TIMEOUT``, ``MIGRATION_TABLE_LOCK_TIMEOUT``, ``MIGRATION_RETRY_BUDGET``
-    and ``DATABASE_WAIT_TIMEOUT`` (seconds), ``MIGRATION_LOCK_RETRIES``,
+    ``DATABASE_WAIT_TIMEOUT`` and ``MIGRATION_WAIT_TIMEOUT`` (seconds),
+    ``MIGRATION_LOCK_RETRIES``,
     ``SIGNALMARKET_CONTAINER`` (set by the image: errors then give container hints)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -42,6 +43,9 @@ class ServiceSettings(BaseSettings):
     migration_lock_retries: int = Field(default=10, ge=1)
     migration_retry_budget: float = Field(default=120.0, ge=0)
     database_wait_timeout: float = Field(default=30.0, ge=0)
+    # With SKIP_MIGRATIONS: how long to wait for the migrate step to bring the database
+    # to a revision this code can serve on.
+    migration_wait_timeout: float = Field(default=300.0, ge=0)
     in_container: bool = Field(default=False, validation_alias="SIGNALMARKET_CONTAINER")
 
     @field_validator("database_url")

@@ -10,6 +10,7 @@ revision: str = "0003"
 down_revision: str | Sequence[str] | None = ("0002a", "0002b")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+phase: str = "expand"
 
 
 def upgrade() -> None:

@@ -10,6 +10,7 @@ revision: str = "0010"
 down_revision: str | Sequence[str] | None = ("0009", "0008")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+phase: str = "expand"
 
 
 def upgrade() -> None:
