@@ -11,8 +11,15 @@ from unittest import mock
 import psycopg
 import pytest
 from alembic.operations import ops
+from db_devtools.errors import WorkflowError
 from db_devtools.provisioning.databases import drop_database, ensure_service_database
-from db_devtools.workflow.changes import describe, describe_all, destructive_changes, widens
+from db_devtools.workflow.changes import (
+    describe,
+    describe_all,
+    destructive_changes,
+    phase_of,
+    widens,
+)
 from helpers import BROKEN_REVISION as BROKEN
 from helpers import (
     MODELS,
@@ -158,9 +165,41 @@ def test_dropping_a_column_needs_allow_destructive(repo: Repo) -> None:
     )
     assert allowed.returncode == 0, allowed.stderr
     assert "  - remove column score_feedback.comment" in allowed.stdout.splitlines()
+    assert "  contract: remove column score_feedback.comment" in allowed.stdout.splitlines()
+    assert "phase contract)" in allowed.stdout.splitlines()[-3]
     assert repo.revisions() == sorted([*before, "0011_drop_comment.py"])
-    written = repo.path / VERSIONS / "0011_drop_comment.py"
-    assert 'op.drop_column("score_feedback", "comment")' in written.read_text()
+    written = (repo.path / VERSIONS / "0011_drop_comment.py").read_text()
+    assert 'op.drop_column("score_feedback", "comment")' in written
+    assert '\nphase: str = "contract"\n' in written
+    assert read_history(repo.config(), SCORING).revisions["0011"].phase == "contract"
+
+
+def test_an_expand_revision_with_contract_changes_is_refused_before_writing() -> None:
+    """The autogenerate hook sees the operations before the file is written."""
+    from types import SimpleNamespace
+
+    from db_devtools.workflow.authoring import _Autogenerate
+    from dev_tasks.hints import for_error
+
+    script = ops.MigrationScript(
+        "0011",
+        ops.UpgradeOps([ops.ModifyTableOps("score_feedback", [ops.DropColumnOp(
+            "score_feedback", "comment")])]),
+        ops.DowngradeOps([]),
+    )  # fmt: skip
+    context = SimpleNamespace(config=SimpleNamespace(attributes={}))
+    with pytest.raises(WorkflowError) as refused:
+        _Autogenerate(SCORING, allow_destructive=True, phase="expand")(context, None, [script])
+    assert refused.value.kind == "expand_with_contract_changes"
+    assert context.config.attributes == {}, "nothing handed to the template"
+    assert for_error(refused.value) == (
+        "scoring_engine: the revision cannot be an expand revision: it would remove "
+        "column score_feedback.comment; nothing written; make it two revisions (expand now, "
+        "contract in a later release), or write it as --phase contract"
+    )
+    inferred = _Autogenerate(SCORING, allow_destructive=True, phase=None)
+    inferred(context, None, [script])
+    assert inferred.phase == "contract" and context.config.attributes == {"phase": "contract"}
 
 
 def test_autogenerate_with_nothing_to_do_writes_nothing(repo: Repo) -> None:
@@ -354,3 +393,45 @@ def test_without_a_url_the_service_refuses_to_start(caplog: pytest.LogCaptureFix
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1, process.stderr
     assert lines[0].endswith(f" ERROR signalmarket.startup: {NO_URL_LINE}")
+
+
+# -- phases of operations (expand/contract) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("operation", "phase", "reason"),
+    [
+        (ops.CreateTableOp("t", [Column("id", Integer)]), "expand", None),
+        (ops.AddColumnOp("t", Column("c", Text, nullable=True)), "expand", None),
+        (ops.AddColumnOp("t", Column("c", Text, nullable=False, server_default="x")), "expand",
+         None),
+        (ops.AddColumnOp("t", Column("c", Text, nullable=False)), "contract",
+         "add column t.c NOT NULL without a default (old code inserts without it)"),
+        (ops.CreateIndexOp("ix", "t", ["c"]), "expand", None),
+        (ops.CreateIndexOp("ux", "t", ["c"], unique=True), "contract", "add index ux (unique)"),
+        (ops.DropIndexOp("ix", "t"), "expand", None),
+        (ops.CreateCheckConstraintOp("ck", "t", "c > 0"), "contract",
+         "add constraint ck on t, checked at once"),
+        (ops.AlterColumnOp("t", "c", modify_nullable=True), "expand", None),
+        (ops.AlterColumnOp("t", "c", modify_nullable=False), "contract", "set t.c NOT NULL"),
+        (ops.AlterColumnOp("t", "c", modify_name="d"), "contract", "rename t.c"),
+        (ops.AlterColumnOp("t", "c", existing_type=String(10), modify_type=String(20)), "expand",
+         None),
+        (ops.DropColumnOp("t", "c"), "contract", "remove column t.c"),
+        (ops.ExecuteSQLOp("UPDATE t SET c = 1"), "expand", None),
+        (ops.ExecuteSQLOp("ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES u NOT VALID"),
+         "expand", None),
+        (ops.ExecuteSQLOp("ALTER TABLE t VALIDATE CONSTRAINT fk"), "contract",
+         "validates a constraint"),
+        (ops.ExecuteSQLOp("ALTER TABLE t RENAME COLUMN c TO d"), "contract", "renames"),
+    ],
+)  # fmt: skip
+def test_the_phase_of_an_operation(
+    operation: ops.MigrateOperation, phase: str, reason: str | None
+) -> None:
+    found, reasons = phase_of([ops.ModifyTableOps("t", [operation])])
+    assert found == phase
+    if reason is None:
+        assert reasons == []
+    else:
+        assert len(reasons) == 1 and reasons[0].startswith(reason), reasons

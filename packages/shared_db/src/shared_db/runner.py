@@ -516,6 +516,7 @@ def _apply(
     target: str,
     down: bool,
     report: Reporter = log_progress,
+    phases: str = "all",
 ) -> RunResult:
     before = records.current_revisions(connection, service)
     state = status_of(service, history, before, records.applied(connection, service))
@@ -533,6 +534,19 @@ def _apply(
         _check_downgrade(service, history, before, target)
     script = _script(config, service)
     steps = plan_steps(script, service, before, target, down)
+    if phases == "expand":  # stop before the first contract revision: it runs later
+        first = next(
+            (i for i, (rev, _s) in enumerate(steps) if history.revisions[rev].phase != "expand"),
+            len(steps),
+        )
+        if first < len(steps):
+            log.info(
+                "%s: expand phase only: %d contract revision(s) from %s left for the migrate step",
+                service,
+                len(steps) - first,
+                steps[first][0],
+            )
+        steps = steps[:first]
     pid = _prepare_session(connection, config)
     leftovers.drop_invalid_indexes(lock_conn, service, _service_tables(service))
     applier = _Applier(config, service, connection, lock_conn, script, pid)
@@ -564,15 +578,22 @@ def _apply(
 
 
 def upgrade(
-    config: DbConfig, service: str, target: str = "head", report: Reporter = log_progress
+    config: DbConfig,
+    service: str,
+    target: str = "head",
+    report: Reporter = log_progress,
+    phases: str = "all",
 ) -> RunResult:
     """Upgrade ``service``'s database to ``target`` under the migration lock; ``report``
-    gets each revision as it is applied."""
+    gets each revision as it is applied; ``phases="expand"`` stops before the first
+    contract revision (a rolling deploy applies those after the rollout)."""
     history = sound_history(config, service)
     return _locked(
         config,
         service,
-        lambda conn, lock: _apply(config, service, history, conn, lock, target, False, report),
+        lambda conn, lock: _apply(
+            config, service, history, conn, lock, target, False, report, phases
+        ),
     )
 
 
@@ -635,7 +656,9 @@ def wait_for_database(config: DbConfig, service: str) -> None:
             delay = min(delay * 2, 2.0)
 
 
-def migrate_to_head(config: DbConfig, service: str, report: Reporter = log_progress) -> RunResult:
+def migrate_to_head(
+    config: DbConfig, service: str, report: Reporter = log_progress, phases: str = "all"
+) -> RunResult:
     """Startup: bring the database to head, exactly once across replicas.
 
     A lock-free check first: a database already at head takes no lock, and neither does
@@ -648,15 +671,17 @@ def migrate_to_head(config: DbConfig, service: str, report: Reporter = log_progr
     refuse_incompatible(state, migrating=False)
     if state.ahead:
         return RunResult(service, "ahead", state.database, state.database, ahead=state.ahead)
-    if state.pending == 0:
+    if state.pending == 0 or (phases == "expand" and state.serves("expand")):
         return RunResult(service, "none", state.database, state.database)
-    result = upgrade(config, service, report=report)
+    result = upgrade(config, service, report=report, phases=phases)
     if result.action in ("none", "ahead"):  # another replica migrated while this one waited
         return RunResult(service, "migrated elsewhere", state.database, result.after)
     return RunResult(service, result.action, state.database, result.after, result.steps)
 
 
-def wait_until_compatible(config: DbConfig, service: str, timeout_s: float) -> Status:
+def wait_until_compatible(
+    config: DbConfig, service: str, timeout_s: float, phases: str = "all"
+) -> Status:
     """For a service that does not migrate (``SKIP_MIGRATIONS``): wait, bounded, until
     the database is at a revision this code can serve on (a migrate step runs
     elsewhere). Raises at once for an incompatible database, and after ``timeout_s``."""
@@ -667,7 +692,7 @@ def wait_until_compatible(config: DbConfig, service: str, timeout_s: float) -> S
         with connect(config, service) as connection:
             state = status_of(service, history, *read_state(connection, service))
         refuse_incompatible(state, migrating=False)
-        if state.compatible:
+        if state.serves(phases):
             return state
         if time.monotonic() >= deadline:
             raise MigrationError(

@@ -31,6 +31,16 @@ class Status:
     blocking: str | None = None  # the first of them that is not "expand"
     last_applied: datetime | None = None  # when the latest revision was applied
     migration_s: float | None = None  # the recorded time of all applied revisions
+    # Every pending revision is a contract revision (or has no phase): with migrations
+    # of the expand phase only (MIGRATION_PHASES=expand), the code serves meanwhile.
+    only_contract_pending: bool = False
+
+    def serves(self, phases: str = "all") -> bool:
+        """The code can serve now: ``compatible``, or, with ``phases="expand"``, behind by
+        contract revisions only (they run later, in the migrate step)."""
+        return self.compatible or (
+            phases == "expand" and self.only_contract_pending and not self.unknown
+        )
 
     @property
     def compatible(self) -> bool:
@@ -115,8 +125,12 @@ def status_of(
     unknown = tuple(rev for rev in unknown_revisions(history, current) if rev not in ahead)
     if unknown:
         return Status(service, current, history.heads, None, unknown)
-    pending = len(pending_revisions(history, current, applied))
+    pending_set = pending_revisions(history, current, applied)
+    pending = len(pending_set)
     blocking = next((rev for rev in ahead if _phase(applied, rev) != "expand"), None)
+    only_contract = bool(pending_set) and all(
+        history.revisions[rev].phase != "expand" for rev in pending_set
+    )
     durations = [r.duration_s for r in applied.values() if r.duration_s is not None]
     return Status(
         service,
@@ -128,6 +142,7 @@ def status_of(
         blocking,
         max((r.applied_at for r in applied.values()), default=None),
         sum(durations) if durations else None,
+        only_contract and not ahead,
     )
 
 

@@ -37,10 +37,12 @@ def prepare_database(settings: ServiceSettings, config: DbConfig) -> None:
     elsewhere has brought the database to a revision this code can serve on."""
     service = settings.service
     if settings.skip_migrations:
-        state = runner.wait_until_compatible(config, service, settings.migration_wait_timeout)
+        state = runner.wait_until_compatible(
+            config, service, settings.migration_wait_timeout, settings.migration_phases
+        )
         log.info("%s: not migrating (SKIP_MIGRATIONS): the database is %s", service, state.state)
         return
-    result = runner.migrate_to_head(config, service)
+    result = runner.migrate_to_head(config, service, phases=settings.migration_phases)
     before, after = ", ".join(result.before) or "base", ", ".join(result.after)
     if result.action == "upgraded":
         log.info("%s: migrated %s -> %s", service, before, after)
@@ -121,6 +123,7 @@ def create_service_app(
             history,
             {rev: file_checksum(r.path) for rev, r in history.revisions.items()},
             where(url),
+            settings.migration_phases,
         )
         try:
             if resources is None:

@@ -40,6 +40,7 @@ class ReadinessProbe:
     history: History
     checksums: dict[str, str]  # revision -> sha256 of its file, read at startup
     where: str  # host:port/database, nothing secret
+    phases: str = "all"  # MIGRATION_PHASES: "expand" serves behind by contract revisions
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="ready")
     )
@@ -62,8 +63,10 @@ class ReadinessProbe:
         ]
         return state, modified
 
-    def done(self, _future: object) -> None:
+    def done(self, future: "asyncio.Future[Any]") -> None:
         self.in_flight -= 1
+        if not future.cancelled():
+            future.exception()  # retrieved: a check abandoned after its timeout logs nothing
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -126,6 +129,6 @@ async def ready(request: Request) -> JSONResponse:
         # Applied revisions whose file changed since: reported, not a readiness failure.
         "modified_since_applied": modified,
     }
-    if state.compatible:
+    if state.serves(probe.phases):
         return JSONResponse({"status": "ready", **body})
     return JSONResponse({"status": "not ready", **body}, status_code=503)

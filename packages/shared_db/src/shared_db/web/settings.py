@@ -4,7 +4,7 @@ The database URL is required: ``<SERVICE>_DATABASE_URL``, else ``DATABASE_URL``.
 service never provisions a database; without a URL it refuses to start.
 """
 
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     # With SKIP_MIGRATIONS: how long to wait for the migrate step to bring the database
     # to a revision this code can serve on.
     migration_wait_timeout: float = Field(default=300.0, ge=0)
+    # Which revisions startup applies: all of them, or the expand phase only (contract
+    # revisions then run in the migrate step, after a rolling deploy).
+    migration_phases: Literal["all", "expand"] = "all"
     in_container: bool = Field(default=False, validation_alias="SIGNALMARKET_CONTAINER")
 
     @field_validator("database_url")
