@@ -8,13 +8,16 @@ from typing import Annotated
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi import APIRouter, Depends, Path, Request, Response, Security
+from fastapi.responses import StreamingResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field, field_validator
 from shared_db.models.api_gateway import ApiKey
 from shared_db.web.app import session
-from shared_db.web.problem_details import HttpProblem
+from shared_db.web.inputs import BIGINT_MAX, RequestBody, StorableText
+from shared_db.web.problem_details import HttpProblem, request_id
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 
 from api_gateway import keys
 from api_gateway.settings import UPSTREAMS, ApiGatewaySettings
@@ -27,6 +30,9 @@ READ_METHODS = ("GET", "HEAD")
 FORWARDED_METHODS = (*READ_METHODS, "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 FORWARDED_HEADERS = ("content-type", "accept")
 """The only request headers passed on: never the caller's X-API-Key or X-Admin-Token."""
+RETURNED_HEADERS = ("content-type", "link", "retry-after", "location")
+"""The upstream's response headers passed back (its request id is the gateway's)."""
+KeyId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]  # a BIGINT identity
 
 admin_token_header = APIKeyHeader(name="X-Admin-Token", scheme_name="AdminToken", auto_error=False)
 api_key_header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False)
@@ -59,8 +65,8 @@ def require_admin(
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
-class KeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
+class KeyIn(RequestBody):
+    name: StorableText = Field(min_length=1, max_length=128)
     scopes: list[str] = Field(description=f"Scopes to grant, among: {', '.join(SCOPES)}")
 
     @field_validator("scopes")
@@ -105,7 +111,7 @@ def create_key(body: KeyIn, db: Db) -> CreatedKey:
 
 
 @admin.delete("/keys/{key_id}", response_model=RevokedKey)
-def revoke_key(key_id: int, db: Db) -> RevokedKey:
+def revoke_key(key_id: KeyId, db: Db) -> RevokedKey:
     """Revoke an API key: it is refused from now on (its row is kept)."""
     key = keys.revoke(db, key_id)
     if key is None or key.revoked_at is None:
@@ -154,17 +160,23 @@ def authorize(
 
 
 async def forward(request: Request, service: Upstream, path: str) -> Response:
-    """Send the request on to ``service`` and answer with its status, body and type."""
+    """Send the request on to ``service`` and stream back its status, body and type.
+
+    The request body is read first (bounded by MAX_BODY_BYTES); the answer is streamed,
+    never held whole. ``UPSTREAM_TIMEOUT`` bounds the connect and each read.
+    """
     settings = _settings(request)
     client: httpx.AsyncClient = request.app.state.http_client
     url = httpx.URL(
         f"{settings.upstream_url(service)}/{quote(path)}", query=request.scope["query_string"]
     )
     headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    headers["x-request-id"] = request_id(request.scope) or ""
+    outgoing = client.build_request(
+        request.method, url, headers=headers, content=await request.body()
+    )
     try:
-        answer = await client.request(
-            request.method, url, headers=headers, content=await request.body()
-        )
+        answer = await client.send(outgoing, stream=True)
     except httpx.TimeoutException as exc:
         log.warning("%s %s/%s: %s timed out: %r", request.method, service, path, service, exc)
         raise HttpProblem(
@@ -177,11 +189,14 @@ async def forward(request: Request, service: Upstream, path: str) -> Response:
         raise HttpProblem(
             502, f"{service} is unreachable ({type(exc).__name__})", service=service
         ) from None
-    content_type = answer.headers.get("content-type")
-    return Response(
-        answer.content,
+    returned = {name: answer.headers[name] for name in RETURNED_HEADERS if name in answer.headers}
+    return StreamingResponse(
+        # Failing mid-answer ends the response early (the status is sent already);
+        # RequestContext logs it.
+        answer.aiter_bytes(),
         status_code=answer.status_code,
-        headers={"content-type": content_type} if content_type else None,
+        headers=returned,
+        background=BackgroundTask(answer.aclose),
     )
 
 

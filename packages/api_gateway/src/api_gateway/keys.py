@@ -35,7 +35,9 @@ def generate_key() -> tuple[str, str, str]:
 def _prefix(plaintext: str) -> str | None:
     tag, sep, rest = plaintext.partition("_")
     prefix, sep2, secret = rest.partition("_")
-    if tag != KEY_TAG or not sep or not sep2 or len(prefix) != 2 * PREFIX_BYTES or not secret:
+    if tag != KEY_TAG or not sep or not sep2 or not secret:
+        return None
+    if len(prefix) != 2 * PREFIX_BYTES or not all(c in "0123456789abcdef" for c in prefix):
         return None
     return prefix
 

@@ -3,10 +3,12 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shared_db.models.marketplace_publisher import Listing, Publication
 from shared_db.web.app import session
+from shared_db.web.inputs import BIGINT_MAX, INT_MAX, RequestBody, StorableText
+from shared_db.web.pagination import DEFAULT_LIMIT, PAGINATED, Cursor, Limit, page
 from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -14,14 +16,15 @@ from sqlalchemy.orm import Session
 
 router = APIRouter(tags=["listings"])
 Db = Annotated[Session, Depends(session)]
-ListingId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # a BIGINT identity
+ListingId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]  # a BIGINT identity
+Channel = Annotated[StorableText, Path(min_length=1, max_length=64)]
 PUBLISHED, WITHDRAWN = "published", "withdrawn"
 
 
-class ListingIn(BaseModel):
-    sku: str = Field(min_length=1, max_length=64)
-    title: str = Field(min_length=1)
-    price_cents: int = Field(ge=0, le=2**31 - 1)  # an INTEGER column
+class ListingIn(RequestBody):
+    sku: StorableText = Field(min_length=1, max_length=64)
+    title: StorableText = Field(min_length=1, max_length=1000)
+    price_cents: int = Field(ge=0, le=INT_MAX, strict=True)  # an INTEGER column
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
 
@@ -37,8 +40,8 @@ class ListingOut(BaseModel):
     updated_at: datetime
 
 
-class PublicationIn(BaseModel):
-    channel: str = Field(min_length=1, max_length=64)
+class PublicationIn(RequestBody):
+    channel: StorableText = Field(min_length=1, max_length=64)
 
 
 class PublicationOut(BaseModel):
@@ -82,10 +85,26 @@ def create_listing(body: ListingIn, db: Db) -> Listing:
     return listing
 
 
-@router.get("/listings", response_model=list[ListingOut])
-def list_listings(db: Db, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[Listing]:
-    query = select(Listing).order_by(Listing.created_at.desc(), Listing.id.desc()).limit(limit)
-    return list(db.scalars(query))
+@router.get("/listings", response_model=list[ListingOut], responses=PAGINATED)
+def list_listings(
+    db: Db,
+    request: Request,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[Listing]:
+    """The newest listings first."""
+    keys = (Listing.created_at, Listing.id)
+    return page(
+        db,
+        select(Listing),
+        keys,
+        limit=limit,
+        cursor=cursor,
+        request=request,
+        response=response,
+        descending=True,
+    )
 
 
 @router.get("/listings/{listing_id}", response_model=ListingOut)
@@ -93,7 +112,12 @@ def get_listing(listing_id: ListingId, db: Db) -> Listing:
     return _listing(db, listing_id)
 
 
-@router.post("/listings/{listing_id}/publications", status_code=201, response_model=PublicationOut)
+@router.post(
+    "/listings/{listing_id}/publications",
+    status_code=201,
+    response_model=PublicationOut,
+    responses={200: {"model": PublicationOut, "description": "Published there before"}},
+)
 def publish(listing_id: ListingId, body: PublicationIn, db: Db, response: Response) -> Publication:
     """Publish the listing on ``channel``: 201 when first published there; 200 when the
     publication exists (re-published, with a new ``published_at``, unless it already was)."""
@@ -121,15 +145,26 @@ def publish(listing_id: ListingId, body: PublicationIn, db: Db, response: Respon
     return _publication(db, listing_id, body.channel)
 
 
-@router.get("/listings/{listing_id}/publications", response_model=list[PublicationOut])
-def list_publications(listing_id: ListingId, db: Db) -> list[Publication]:
+@router.get(
+    "/listings/{listing_id}/publications", response_model=list[PublicationOut], responses=PAGINATED
+)
+def list_publications(
+    listing_id: ListingId,
+    db: Db,
+    request: Request,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[Publication]:
+    """The publications of a listing, by channel."""
     _listing(db, listing_id)
     query = select(Publication).where(Publication.listing_id == listing_id)
-    return list(db.scalars(query.order_by(Publication.channel)))
+    keys = (Publication.channel,)
+    return page(db, query, keys, limit=limit, cursor=cursor, request=request, response=response)
 
 
 @router.delete("/listings/{listing_id}/publications/{channel}", response_model=PublicationOut)
-def withdraw(listing_id: ListingId, channel: str, db: Db) -> Publication:
+def withdraw(listing_id: ListingId, channel: Channel, db: Db) -> Publication:
     """Withdraw the listing from ``channel`` (``published_at`` is kept); 404 if it never
     was published there."""
     _listing(db, listing_id)

@@ -5,10 +5,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shared_db.models.scoring_engine import Mockup, Score
 from shared_db.web.app import session
+from shared_db.web.inputs import RequestBody, StorableText
+from shared_db.web.pagination import DEFAULT_LIMIT, PAGINATED, Cursor, Limit, page
 from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,10 +20,10 @@ Db = Annotated[Session, Depends(session)]
 Status = Literal["pending", "scored", "rejected"]
 
 
-class ScoreIn(BaseModel):
+class ScoreIn(RequestBody):
     signal_id: uuid.UUID
     value: Decimal = Field(ge=0, le=1, max_digits=6, decimal_places=5)
-    model_version: str = Field(default="v1", min_length=1, max_length=64)
+    model_version: StorableText = Field(default="v1", min_length=1, max_length=64)
 
 
 class ScoreOut(BaseModel):
@@ -35,8 +37,8 @@ class ScoreOut(BaseModel):
     created_at: datetime
 
 
-class MockupIn(BaseModel):
-    template: str = Field(min_length=1, max_length=64)
+class MockupIn(RequestBody):
+    template: StorableText = Field(min_length=1, max_length=64)
 
 
 class MockupOut(BaseModel):
@@ -67,19 +69,33 @@ def create_score(body: ScoreIn, db: Db) -> Score:
     return score
 
 
-@router.get("/scores", response_model=list[ScoreOut])
+@router.get("/scores", response_model=list[ScoreOut], responses=PAGINATED)
 def list_scores(
     db: Db,
+    request: Request,
+    response: Response,
     status: Status | None = None,
     signal_id: uuid.UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> list[Score]:
-    query = select(Score).order_by(Score.created_at.desc()).limit(limit)
+    """The newest scores first, optionally only those of one status or signal."""
+    query = select(Score)
     if status is not None:
         query = query.where(Score.status == status)
     if signal_id is not None:
         query = query.where(Score.signal_id == signal_id)
-    return list(db.scalars(query))
+    keys = (Score.created_at, Score.id)
+    return page(
+        db,
+        query,
+        keys,
+        limit=limit,
+        cursor=cursor,
+        request=request,
+        response=response,
+        descending=True,
+    )
 
 
 @router.get("/scores/{score_id}", response_model=ScoreOut)
@@ -98,7 +114,17 @@ def create_mockup(score_id: uuid.UUID, body: MockupIn, db: Db) -> Mockup:
     return mockup
 
 
-@router.get("/scores/{score_id}/mockups", response_model=list[MockupOut])
-def list_mockups(score_id: uuid.UUID, db: Db) -> list[Mockup]:
+@router.get("/scores/{score_id}/mockups", response_model=list[MockupOut], responses=PAGINATED)
+def list_mockups(
+    score_id: uuid.UUID,
+    db: Db,
+    request: Request,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[Mockup]:
+    """The mockups of a score, oldest first."""
     _score(db, score_id)
-    return list(db.scalars(select(Mockup).where(Mockup.score_id == score_id)))
+    query = select(Mockup).where(Mockup.score_id == score_id)
+    keys = (Mockup.created_at, Mockup.id)
+    return page(db, query, keys, limit=limit, cursor=cursor, request=request, response=response)

@@ -4,10 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AliasPath, BaseModel, ConfigDict, Field
 from shared_db.models.signal_ingestion import Signal, SignalSource
 from shared_db.web.app import session
+from shared_db.web.inputs import JsonObject, RequestBody, StorableText
+from shared_db.web.pagination import DEFAULT_LIMIT, PAGINATED, Cursor, Limit, page
 from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -20,11 +22,13 @@ Db = Annotated[Session, Depends(session)]
 API_SOURCE_KIND = "api"
 
 
-class SignalIn(BaseModel):
-    source: str = Field(min_length=1, max_length=128)
+class SignalIn(RequestBody):
+    source: StorableText = Field(min_length=1, max_length=128)
     # Bounded so that (source_id, external_id) always fits a btree entry of the unique index.
-    external_id: str = Field(min_length=1, max_length=512)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    external_id: StorableText = Field(min_length=1, max_length=512)
+    payload: JsonObject = Field(
+        default_factory=dict, description="Any JSON object: at most 64 KiB, 32 levels deep."
+    )
 
 
 class SignalOut(BaseModel):
@@ -69,7 +73,12 @@ def _signal(db: Session, signal_id: uuid.UUID) -> Signal:
     return signal
 
 
-@router.post("/signals", status_code=201, response_model=SignalOut)
+@router.post(
+    "/signals",
+    status_code=201,
+    response_model=SignalOut,
+    responses={200: {"model": SignalOut, "description": "Received before: the signal as stored"}},
+)
 def receive_signal(body: SignalIn, db: Db, response: Response) -> Signal:
     """Record a signal once per (source, external_id): 201 when new, else 200 with the
     signal already recorded, unchanged (the repeat's payload is ignored)."""
@@ -91,23 +100,30 @@ def receive_signal(body: SignalIn, db: Db, response: Response) -> Signal:
     ).one()
 
 
-@router.get("/signals", response_model=list[SignalOut])
+@router.get("/signals", response_model=list[SignalOut], responses=PAGINATED)
 def list_signals(
     db: Db,
-    source: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    request: Request,
+    response: Response,
+    source: Annotated[StorableText | None, Query(min_length=1, max_length=128)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> list[Signal]:
     """The newest signals first, optionally only those of the source called ``source``."""
-    query = (
-        select(Signal)
-        .join(Signal.source)
-        .options(contains_eager(Signal.source))
-        .order_by(Signal.received_at.desc(), Signal.id)
-        .limit(limit)
-    )
+    query = select(Signal).join(Signal.source).options(contains_eager(Signal.source))
     if source is not None:
         query = query.where(SignalSource.name == source)
-    return list(db.scalars(query))
+    keys = (Signal.received_at, Signal.id)
+    return page(
+        db,
+        query,
+        keys,
+        limit=limit,
+        cursor=cursor,
+        request=request,
+        response=response,
+        descending=True,
+    )
 
 
 @router.get("/signals/{signal_id}", response_model=SignalOut)
@@ -115,6 +131,21 @@ def get_signal(signal_id: uuid.UUID, db: Db) -> Signal:
     return _signal(db, signal_id)
 
 
-@router.get("/sources", response_model=list[SourceOut])
-def list_sources(db: Db) -> list[SignalSource]:
-    return list(db.scalars(select(SignalSource).order_by(SignalSource.name)))
+@router.get("/sources", response_model=list[SourceOut], responses=PAGINATED)
+def list_sources(
+    db: Db,
+    request: Request,
+    response: Response,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[SignalSource]:
+    """The sources, by name."""
+    return page(
+        db,
+        select(SignalSource),
+        (SignalSource.name,),
+        limit=limit,
+        cursor=cursor,
+        request=request,
+        response=response,
+    )

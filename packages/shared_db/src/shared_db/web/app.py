@@ -18,7 +18,8 @@ from shared_db.records import file_checksum
 from shared_db.urls import where
 from shared_db.web import health, problem_details
 from shared_db.web.hints import one_line
-from shared_db.web.settings import ServiceSettings
+from shared_db.web.middleware import BodyLimit, RequestContext
+from shared_db.web.settings import DEFAULT_MAX_BODY_BYTES, ServiceSettings
 
 log = logging.getLogger("signalmarket.startup")
 
@@ -138,10 +139,18 @@ def create_service_app(
     app = FastAPI(title=service, lifespan=lifespan, **fastapi_options)  # type: ignore[arg-type]
     app.state.service = service
     problem_details.install(app)
+    # The last added runs first: the request id is set before the body is counted.
+    app.add_middleware(BodyLimit, max_bytes=lambda: _max_body_bytes(app))
+    app.add_middleware(RequestContext)
     app.include_router(health.router)
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=problem_details.PROBLEM_RESPONSES)
     return app
+
+
+def _max_body_bytes(app: FastAPI) -> int:
+    settings: ServiceSettings | None = getattr(app.state, "settings", None)
+    return settings.max_body_bytes if settings else DEFAULT_MAX_BODY_BYTES
 
 
 def session(request: Request) -> Iterator[Session]:

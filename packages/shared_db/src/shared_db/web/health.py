@@ -99,7 +99,15 @@ def _unavailable(probe: ReadinessProbe, detail: str) -> JSONResponse:
     return JSONResponse({**body, "detail": detail}, status_code=503)
 
 
-@router.get("/ready")
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "Not ready: ``status`` and ``detail`` or ``state`` say why.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+@router.get("/ready", responses=NOT_READY)
 async def ready(request: Request) -> JSONResponse:
     probe: ReadinessProbe = request.app.state.readiness
     if probe.in_flight >= IN_FLIGHT:

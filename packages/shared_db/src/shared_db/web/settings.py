@@ -14,6 +14,8 @@ from shared_db.errors import ConfigurationError
 from shared_db.services import env_prefix
 from shared_db.urls import normalize
 
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
 
 def database_url_field(service: str) -> Any:
     """The required URL field of ``service``: its own variable wins over ``DATABASE_URL``."""
@@ -27,7 +29,7 @@ class ServiceSettings(BaseSettings):
     ``HOST``, ``PORT``, ``SKIP_MIGRATIONS`` (1/true/yes, any case), ``LOG_LEVEL``,
     ``MIGRATION_LOCK_TIMEOUT``, ``MIGRATION_TABLE_LOCK_TIMEOUT``, ``MIGRATION_RETRY_BUDGET``
     ``DATABASE_WAIT_TIMEOUT`` and ``MIGRATION_WAIT_TIMEOUT`` (seconds),
-    ``MIGRATION_LOCK_RETRIES``,
+    ``MIGRATION_LOCK_RETRIES``, ``MAX_BODY_BYTES`` (the largest request body, 1 MiB),
     ``SIGNALMARKET_CONTAINER`` (set by the image: errors then give container hints)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -50,6 +52,8 @@ class ServiceSettings(BaseSettings):
     # revisions then run in the migrate step, after a rolling deploy).
     migration_phases: Literal["all", "expand"] = "all"
     in_container: bool = Field(default=False, validation_alias="SIGNALMARKET_CONTAINER")
+    # The largest request body accepted (413 beyond).
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
 
     @field_validator("database_url")
     @classmethod
