@@ -112,13 +112,15 @@ def invoke(
 
 
 def invoke_process(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, clean: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m invoke ARGS`` as a real process: for the exit-code contract."""
+    """``python -m invoke ARGS`` as a real process: for the exit-code contract (``clean``:
+    without any *DATABASE_URL of this environment, as ``invoke``)."""
+    base = {k: v for k, v in os.environ.items() if not (clean and k.endswith("DATABASE_URL"))}
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=cwd or ROOT,
-        env={**os.environ, **(env or {})},
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
         check=False,

@@ -21,12 +21,18 @@ of the command line itself: the exit code, and one line on stderr.
 The same cases, with the messages, are listed in docs/migrations.md ("Bad input").
 """
 
+import os
+import subprocess
+import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+from alembic.config import main as alembic_main
 from helpers import (
     MIGRATIONS,
     ROOT,
@@ -44,7 +50,7 @@ from helpers import (
 from shared_db import commands
 from shared_db.config import DbConfig
 from shared_db.history import read_history
-from shared_db.services import SERVICES, env_prefix
+from shared_db.services import SERVICES
 from sqlalchemy.engine import URL
 
 PASSWORD = "hunter2"
@@ -87,6 +93,23 @@ COPIES: dict[str, dict[str, str]] = {
     },
     "broken_file": {f"{NEXT}_broken.py": "def (:\n    garbage\n"},
     "empty_file": {f"{NEXT}_empty.py": ""},
+    # Two branches chose the same ID: the reader sees both files...
+    "duplicate_id": {
+        f"{NEXT}_one.py": _revision_source(NEXT, HEAD),
+        f"{NEXT}_two.py": _revision_source(NEXT, HEAD),
+    },
+    # ... and where it cannot (a computed ID), Alembic's reading, which only warns.
+    "duplicate_id_computed": {
+        f"{NEXT}_one.py": _revision_source(NEXT, HEAD),
+        f"{NEXT}_two.py": _revision_source(NEXT, HEAD).replace(
+            f'revision = "{NEXT}"', f'revision = "{NEXT[:2]}" + "{NEXT[2:]}"'
+        ),
+    },
+    # A revision file that compiles, but cannot be imported.
+    "unimportable_file": {
+        f"{NEXT}_imports.py": _revision_source(NEXT, HEAD)
+        + "\nimport no_such_module_signalmarket\n"
+    },
 }
 
 
@@ -218,11 +241,21 @@ class Case:
 
 
 UNREACHABLE = "postgresql://app:{password}@127.0.0.1:1/app"
-GARBAGE_URL = (
-    "error: api_gateway: DATABASE_URL: the database URL cannot be parsed; "
-    "expected postgresql://user:password@host:port/database",
-    "fix the URL, or unset it to use the project's Postgres (invoke db.up)",
+# The libpq style: the password (and more) in the query.
+UNREACHABLE_QUERY = (
+    "postgresql://app@127.0.0.1:1/app?password={password}&sslmode=disable&connect_timeout=5"
+    "&application_name=x"
 )
+EXPECTED_URL = "expected postgresql://user:password@host:port/database"
+FIX_URL = "fix the URL, or unset it to use the project's Postgres (invoke db.up)"
+GARBAGE_URL = (
+    "error: api_gateway: DATABASE_URL: the database URL cannot be parsed: it has no scheme "
+    f"(postgresql://); {EXPECTED_URL}",
+    FIX_URL,
+)
+REVISION_EMPTY = ("migrate.revision", "--service", "scoring_engine", "--empty", "--phase", "expand")
+NOT_TEXT = "error: the revision message contains characters that are not text"
+PLAIN_TEXT = "type it again as plain text: -m 'add status to listings'"
 
 CASES = [
     Case(
@@ -428,6 +461,81 @@ CASES = [
         url="mysql://u:{password}@h/db",
     ),
     Case(
+        "garbage-url-ipv6",
+        ("migrate.status", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: DATABASE_URL: the database URL cannot be parsed: an IPv6 "
+            f"host needs its closing ']' (e.g. [::1]:5432); {EXPECTED_URL}",
+            FIX_URL,
+        ),
+        url="postgresql://u:{password}@[::1/db",
+    ),
+    Case(
+        "garbage-url-port",
+        ("migrate.upgrade",),
+        (
+            "error: api_gateway: DATABASE_URL: the database URL cannot be parsed: its port is "
+            f"not a number; {EXPECTED_URL}",
+            FIX_URL,
+        ),
+        url="postgresql://u:{password}@host:notaport/db",
+    ),
+    Case(
+        "garbage-url-at-in-password",
+        ("migrate.current", "--service", "api_gateway"),
+        (
+            "error: api_gateway: DATABASE_URL: the database URL cannot be parsed: its host "
+            f"contains '@' (an '@' in the password must be written %40); {EXPECTED_URL}",
+            FIX_URL,
+        ),
+        url="postgresql://app:pass@{password}@127.0.0.1:1/app",
+    ),
+    Case(
+        "empty-url",
+        ("migrate.status", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: DATABASE_URL: the database URL is empty; " + EXPECTED_URL,
+            FIX_URL,
+        ),
+        url="",
+    ),
+    Case(
+        "blank-url",
+        ("migrate.upgrade",),
+        ("error: api_gateway: DATABASE_URL: the database URL is empty; " + EXPECTED_URL, FIX_URL),
+        url="  \t ",
+    ),
+    Case(
+        "unreachable-query-password",
+        ("migrate.status", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: cannot use the database at 127.0.0.1:1/app: ",
+            "Connection refused",
+            "is Postgres up? run: invoke db.up (URL: invoke db.url --service scoring_engine)",
+        ),
+        url=UNREACHABLE_QUERY,
+    ),
+    Case(
+        "wrong-query-password",
+        ("migrate.current", "--service", "api_gateway"),
+        (
+            "error: api_gateway: cannot use the database at {server}/postgres: ",
+            'password authentication failed for user "app"',
+            "check the URL in use: invoke db.url --service api_gateway",
+        ),
+        url="postgresql://app@{server}/postgres?password={password}",
+    ),
+    Case(
+        "sslmode-require-without-ssl",
+        ("migrate.current", "--service", "api_gateway"),
+        (
+            "error: api_gateway: cannot use the database at {server}/postgres: ",
+            "server does not support SSL, but SSL was required",
+            "check the URL in use: invoke db.url --service api_gateway",
+        ),
+        url="postgresql://app@{server}/postgres?password={password}&sslmode=require",
+    ),
+    Case(
         "database-migrated-by-newer-code",
         ("migrate.upgrade", "--service", "scoring_engine"),
         (
@@ -467,6 +575,107 @@ CASES = [
             "revision)",
         ),
         project="empty_file",
+    ),
+    Case(
+        "duplicate-id-upgrade",
+        ("migrate.upgrade", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: the history cannot be used: revision ID {next} is declared "
+            "by 2 files ({next}_one.py, {next}_two.py); two branches probably chose the same ID",
+            "run: invoke migrate.renumber --service scoring_engine --file "
+            f"{VERSIONS}/{{next}}_two.py",
+        ),
+        project="duplicate_id",
+    ),
+    Case(
+        "duplicate-id-computed-upgrade",
+        ("migrate.upgrade", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: the history cannot be used: revision ID {next} is declared "
+            "by 2 files ({next}_one.py, {next}_two.py); two branches probably chose the same ID",
+            "run: invoke migrate.renumber --service scoring_engine --file "
+            f"{VERSIONS}/{{next}}_two.py",
+        ),
+        project="duplicate_id_computed",
+    ),
+    Case(
+        "duplicate-id-sql",
+        ("migrate.sql", "--service", "scoring_engine", "--range", "0001:head"),
+        (
+            "error: scoring_engine: the history cannot be used: revision ID {next} is declared "
+            "by 2 files ({next}_one.py, {next}_two.py)",
+            "run: invoke migrate.renumber --service scoring_engine --file ",
+        ),
+        project="duplicate_id",
+    ),
+    Case(
+        "duplicate-id-lint",
+        ("migrate.lint", "--service", "scoring_engine", "--range", "0001:head"),
+        (
+            "error: scoring_engine: the history cannot be used: revision ID {next} is declared "
+            "by 2 files ({next}_one.py, {next}_two.py)",
+            "run: invoke migrate.renumber --service scoring_engine --file ",
+        ),
+        project="duplicate_id_computed",
+    ),
+    Case(
+        "revision-on-broken-history",
+        (*REVISION_EMPTY, "-m", "x"),
+        (
+            "error: scoring_engine: cannot create a revision: {next}_broken.py is not a "
+            "valid revision file (syntax error on line 1: invalid syntax)",
+            f"run: git checkout -- {VERSIONS}/{{next}}_broken.py",
+        ),
+        project="broken_file",
+    ),
+    Case(
+        "merge-on-broken-history",
+        ("migrate.merge", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: cannot merge: {next}_broken.py is not a "
+            "valid revision file (syntax error on line 1: invalid syntax)",
+            f"run: git checkout -- {VERSIONS}/{{next}}_broken.py",
+        ),
+        project="broken_file",
+    ),
+    Case(
+        "revision-on-unimportable-history",
+        (*REVISION_EMPTY, "-m", "x"),
+        (
+            "error: scoring_engine: cannot create a revision: {next}_imports.py is not a valid "
+            "revision file (it cannot be imported: ModuleNotFoundError: No module named "
+            "'no_such_module_signalmarket'); nothing written",
+            f"run: git checkout -- {VERSIONS}/{{next}}_imports.py",
+        ),
+        project="unimportable_file",
+    ),
+    Case(
+        "upgrade-on-unimportable-history",
+        ("migrate.upgrade", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: the history cannot be used: Alembic cannot load it: "
+            "{next}_imports.py is not a valid revision file (it cannot be imported: "
+            "ModuleNotFoundError: No module named "
+            "'no_such_module_signalmarket')",
+            f"run: git checkout -- {VERSIONS}/{{next}}_imports.py",
+        ),
+        project="unimportable_file",
+    ),
+    Case(
+        "revision-message-with-escape",
+        (*REVISION_EMPTY, "-m", "make it \x1b[31mred"),
+        (f"{NOT_TEXT} (U+001B)", PLAIN_TEXT),
+    ),
+    Case(
+        "revision-message-with-nul",
+        (*REVISION_EMPTY, "-m", "nul \x00 here"),
+        (f"{NOT_TEXT} (U+0000)", PLAIN_TEXT),
+    ),
+    Case(
+        "merge-message-with-bidi-override",
+        ("migrate.merge", "--service", "scoring_engine", "-m", "merge \u202eesrever"),
+        (f"{NOT_TEXT} (U+202E)", PLAIN_TEXT),
+        project="two_heads",
     ),
     Case(
         "stamp-unknown-revision",
@@ -534,17 +743,24 @@ def test_the_cases_have_distinct_ids() -> None:
 def test_bad_input(case: Case, projects: Projects, empty_database: URL, pg_server: URL) -> None:
     project = projects.get(case.project)
     DATABASES[case.database](empty_database)
-    database_url = _fill(case.url, project, pg_server) if case.url else raw(empty_database)
+    database_url = (
+        _fill(case.url, project, pg_server) if case.url is not None else raw(empty_database)
+    )
     env = {**project.env, "DATABASE_URL": database_url}
     files, status, database = project.files(), project.git_status(), snapshot(empty_database)
 
     args = tuple(_fill(arg, project, pg_server) for arg in case.args)
-    result = invoke(*args, env=env, cwd=project.path, clean=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke(*args, env=env, cwd=project.path, clean=True)
 
     line = result.one_line_error()
+    # Nothing a user would see on stderr beside the line (e.g. Alembic's UserWarning).
+    shown = [f"{w.category.__name__}: {w.message}" for w in caught if w.category is UserWarning]
+    assert not shown, shown
     secrets = [PASSWORD, database_url, raw(empty_database), raw(pg_server)]
     secrets += [pg_server.password] if pg_server.password else []
-    leaked = [s for s in secrets if s in result.output]
+    leaked = [s for s in secrets if s.strip() and s in result.output]
     assert not leaked, f"{result.output}\nshows: {leaked}"
     assert project.files() == files, "a file was written or changed"
     assert project.git_status() == status, "the copy's git status changed"
@@ -556,15 +772,15 @@ def test_bad_input(case: Case, projects: Projects, empty_database: URL, pg_serve
 # -- the command line as a real process --------------------------------------------------
 
 
-def _process_env(database_url: str = "") -> dict[str, str]:
-    """The environment of a real process: only ``DATABASE_URL`` names a database (a
-    per-service variable set empty is ignored)."""
-    blank = {f"{env_prefix(s)}_DATABASE_URL": "" for s in SERVICES}
-    return {**blank, "DATABASE_URL": database_url}
+def _process(*args: str, database_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m invoke ARGS`` with only ``DATABASE_URL`` naming a database (a variable
+    set empty counts as set: none of this environment's is passed on)."""
+    env = {} if database_url is None else {"DATABASE_URL": database_url}
+    return invoke_process(*args, env=env, clean=True)
 
 
 def test_process_unknown_service_exits_1_with_one_line() -> None:
-    result = invoke_process("migrate.current", "--service", "billing", env=_process_env())
+    result = _process("migrate.current", "--service", "billing")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stderr.strip().splitlines() == [
@@ -577,7 +793,7 @@ def test_process_unknown_service_exits_1_with_one_line() -> None:
 def test_process_unreachable_database_exits_4_with_one_line() -> None:
     """Exit code 4: the database could not be reached (shared_db.exit_codes)."""
     url = UNREACHABLE.replace("{password}", PASSWORD)
-    result = invoke_process("migrate.current", "--service", "api_gateway", env=_process_env(url))
+    result = _process("migrate.current", "--service", "api_gateway", database_url=url)
     assert result.returncode == 4, result.stdout + result.stderr
     output = result.stdout + result.stderr
     assert "Traceback" not in output and PASSWORD not in output and url not in output
@@ -589,7 +805,69 @@ def test_process_unreachable_database_exits_4_with_one_line() -> None:
 
 
 def test_process_success_exits_0_and_prints_to_stdout_only(empty_database: URL) -> None:
-    result = invoke_process("migrate.current", env=_process_env(raw(empty_database)))
+    result = _process("migrate.current", database_url=raw(empty_database))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     assert result.stdout.splitlines() == [f"{s}: (empty: no revision applied)" for s in SERVICES]
+
+
+@pytest.mark.parametrize("kind", ["duplicate_id", "duplicate_id_computed"])
+def test_process_alembic_on_a_duplicate_id_is_one_line(
+    kind: str, projects: Projects, empty_database: URL
+) -> None:
+    """Alembic's own ``upgrade head`` on a history where two files declare one ID: not
+    "Multiple head revisions" after a raw ``UserWarning``, but the duplicate, named."""
+    project = projects.get(kind)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    ini = project.path / "packages/shared_db/alembic_scoring_engine.ini"
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
+        cwd=project.path,
+        env={**env, "DATABASE_URL": raw(empty_database)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: scoring_engine: the history cannot be used: revision ID {NEXT} is declared by "
+        f"2 files ({NEXT}_one.py, {NEXT}_two.py); two branches probably chose the same ID; fix "
+        "the history (in a checkout, see every problem: invoke migrate.validate --offline "
+        "--service scoring_engine)"
+    ]
+    assert snapshot(empty_database)["tables"] == []
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("not a url at all", "the database URL cannot be parsed: it has no scheme (postgresql://)"),
+        ("", "the database URL is empty"),
+        (
+            "postgresql://u:hunter2@[::1/db",
+            "the database URL cannot be parsed: an IPv6 host needs its closing ']' "
+            "(e.g. [::1]:5432)",
+        ),
+        (
+            "postgresql://u:hunter2@host:notaport/db",
+            "the database URL cannot be parsed: its port is not a number",
+        ),
+        ("mysql://u:hunter2@h/db", "the database URL uses 'mysql', not PostgreSQL"),
+    ],
+)
+def test_alembic_command_line_refuses_a_garbage_url_in_one_line(url: str, why: str) -> None:
+    """``alembic -c packages/shared_db/alembic_scoring_engine.ini current``, in this process
+    (Alembic's ``main``; the line is what its process prints, with exit code 1)."""
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    with (
+        mock.patch.dict(os.environ, {**clean, "DATABASE_URL": url}, clear=True),
+        pytest.raises(SystemExit) as exited,
+    ):
+        alembic_main(["-c", str(ROOT / "packages/shared_db/alembic_scoring_engine.ini"), "current"])
+    assert exited.value.code == (
+        f"error: scoring_engine: DATABASE_URL: {why}; expected "
+        "postgresql://user:password@host:port/database; fix that variable, or unset it (in a "
+        "checkout, the project's Postgres is used then)"
+    )
+    assert PASSWORD not in str(exited.value.code)

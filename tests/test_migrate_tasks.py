@@ -1,15 +1,22 @@
 """The ``invoke migrate.*`` front end, run in-process: exit codes and one-line messages.
 
-Only the test of ``scripts/validate_migrations.sh`` runs a real process: the script itself.
+Only the test of ``scripts/validate_migrations.sh`` runs a real process: the script itself
+(and Alembic's own ``revision``, for its post-write hooks). Revision files are written in
+a copy of the project (the ``repo`` fixture), never in this checkout.
 """
 
 import json
 import os
 import re
 import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from helpers import ROOT, head, invoke, raw
+from alembic.script import ScriptDirectory
+from helpers import ROOT, Repo, head, invoke, raw
+from shared_db.alembic_config import alembic_config
 from shared_db.config import DbConfig
 from shared_db.history import read_history
 from shared_db.services import SERVICES
@@ -213,3 +220,145 @@ def test_validate_with_the_database(database_env: dict[str, str]) -> None:
     lines = result.out.strip().splitlines()
     assert lines == [f"{s}: ok, head {head(s)[0]}" for s in SERVICES]
     assert "(files only)" not in result.out
+
+
+# -- revision files from messages of any content (in a copy of the project) ------------
+
+REVISION_EMPTY = ("migrate.revision", "--service", "scoring_engine", "--empty", "--phase", "expand")
+# Messages that once wrote a file Python could not import (or read back otherwise).
+HOSTILE_MESSAGES = [
+    'fix the """ parser',
+    "back\\slash, \\N{EM DASH}, \\x00, \\u2603 and a trailing backslash\\",
+    "first line\nsecond line\r\n\tthird, indented",
+    "single ''' quotes and \"double\" ones",
+    'ends with a quote"',
+    '"',
+    '""""""',
+    "🚀 ship it 👩‍👩‍👧 שלום عليكم",
+    "e\u0301 combining, \u00a0non-breaking, zero\u200bwidth",
+    "${7 * 6} <% mako %> %(rev)s {braces}",
+    "'; import os; os.system('echo owned') #",
+    "x" * 300,
+]
+
+
+def _check_revision_file(repo: Repo, path: Path, revision: str, message: str) -> None:
+    """``path`` compiles, imports, and reads back ``revision`` and ``message``: for Alembic
+    (what ``alembic history`` prints), for the history reader, and for migrate.history."""
+    source = path.read_text(encoding="utf-8")
+    compile(source, str(path), "exec")
+    script = ScriptDirectory.from_config(alembic_config(repo.config(), "scoring_engine"))
+    found = script.get_revision(revision)
+    assert found is not None and found.path == str(path)
+    assert found.doc == message
+    assert read_history(repo.config(), "scoring_engine").revisions[revision].message == message
+    history = repo.invoke("migrate.history", "--service", "scoring_engine")
+    assert history.code == 0, history.output
+    newest = history.out.splitlines()[1]
+    assert f"-> {revision} (head)" in newest and newest.endswith(f" [expand], {message}")
+
+
+def test_a_message_of_any_content_writes_a_file_that_imports(repo: Repo) -> None:
+    """The message is escaped for the docstring: the file compiles, imports, and its
+    message reads back the same; nothing of ruff (or Alembic) is printed."""
+    (previous,) = head("scoring_engine")
+    revision = f"{int(previous) + 1:04d}"
+    before = repo.revisions()
+    for given in HOSTILE_MESSAGES:
+        result = repo.invoke(*REVISION_EMPTY, "-m", given)
+        assert result.code == 0, (given, result.output)
+        assert result.err == ""
+        (line,) = result.out.splitlines()
+        assert line.endswith(f"(revision {revision}, on {previous}, phase expand)"), line
+        (written,) = set(repo.revisions()) - set(before)
+        path = repo.versions / written
+        message = " ".join(given.split())  # one line, as written
+        _check_revision_file(repo, path, revision, message)
+        path.unlink()
+
+
+def test_a_merge_message_of_any_content_writes_a_file_that_imports(repo: Repo) -> None:
+    (previous,) = head("scoring_engine")
+    left, right, merge_id = (f"{int(previous) + n:04d}" for n in (1, 2, 3))
+    for revision, name in ((left, "left"), (right, "right")):
+        (repo.versions / f"{revision}_{name}.py").write_text(
+            f'"""{name}"""\n\nrevision = "{revision}"\ndown_revision = "{previous}"\n'
+            'branch_labels = None\ndepends_on = None\nphase = "expand"\n\n\n'
+            "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+        )
+    message = 'merge the """ heads \\ of 🚀'
+    result = repo.invoke("migrate.merge", "--service", "scoring_engine", "-m", message)
+    assert result.code == 0, result.output
+    assert result.err == "" and len(result.out.splitlines()) == 1, result.output
+    (path,) = repo.versions.glob(f"{merge_id}_*.py")
+    _check_revision_file(repo, path, merge_id, message)
+    assert read_history(repo.config(), "scoring_engine").revisions[merge_id].down == (left, right)
+
+
+TEMPLATE = Path("packages/shared_db/src/shared_db/migrations/scoring_engine/script.py.mako")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda t: t + "\nimport no_such_module_in_template\n",
+            "cannot be imported (ModuleNotFoundError: No module named "
+            "'no_such_module_in_template')",
+        ),
+        (lambda t: t + "\ndef broken(:\n", "cannot be imported (SyntaxError: "),
+        (
+            lambda t: t.replace("docstring_text(message)", "docstring_text(message.upper())"),
+            "does not read back its message",
+        ),
+    ],
+    ids=["import-error", "syntax-error", "wrong-message"],
+)
+def test_a_written_file_that_fails_its_checks_is_removed(
+    repo: Repo, change: Callable[[str], str], expected: str
+) -> None:
+    template = repo.path / TEMPLATE
+    template.write_text(change(template.read_text()))
+    before = repo.revisions()
+    result = repo.invoke(*REVISION_EMPTY, "-m", "fix the parser")
+    line = result.one_line_error()
+    (previous,) = head("scoring_engine")
+    name = f"{int(previous) + 1:04d}_fix_the_parser.py"
+    assert line.startswith(f"error: scoring_engine: the revision file written, {name}, ")
+    assert expected in line
+    assert line.endswith(
+        "; nothing written; check the revision template (script.py.mako of scoring_engine), "
+        "or report it"
+    )
+    assert repo.revisions() == before
+    assert not list((repo.versions / "__pycache__").glob(f"{name[:-3]}.*"))
+
+
+def test_raw_alembic_revision_escapes_the_message_and_formats_the_file(repo: Repo) -> None:
+    """Alembic's own ``revision`` goes through the same template, and keeps the ini's
+    post-write hooks (ruff)."""
+    (previous,) = head("scoring_engine")
+    revision = f"{int(previous) + 1:04d}"
+    ini = repo.path / "packages/shared_db/alembic_scoring_engine.ini"
+    message = 'raw """ message \\ here'
+    command = [sys.executable, "-m", "alembic", "-c", str(ini), "revision"]
+    result = subprocess.run(
+        [*command, "-m", message, "--rev-id", revision],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Running post write hook 'ruff_format'" in result.stdout
+    (path,) = repo.versions.glob(f"{revision}_*.py")
+    formatted = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", str(path)],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+    )
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+    script = ScriptDirectory.from_config(alembic_config(repo.config(), "scoring_engine"))
+    found = script.get_revision(revision)
+    assert found is not None and found.doc == message

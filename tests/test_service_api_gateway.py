@@ -288,6 +288,53 @@ def test_upstream_timeout_is_504(client: TestClient) -> None:
     assert key not in response.text
 
 
+def test_forwarding_returns_the_upstreams_paging_link_and_passes_the_request_id(
+    client: TestClient,
+) -> None:
+    seen: list[httpx.Request] = []
+    body = b"[" + b",".join(b'{"n":%d}' % i for i in range(20_000)) + b"]"
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        headers = {"content-type": "application/json", "link": '<?cursor=abc>; rel="next"'}
+        return httpx.Response(200, content=body, headers={**headers, "x-secret": "internal"})
+
+    key = create_key(client, "signal_ingestion:read")["key"]
+    with mock_upstreams(client, upstream):
+        response = client.get(
+            "/signal_ingestion/signals", headers={"X-API-Key": key, "X-Request-Id": "trace-7"}
+        )
+    assert response.status_code == 200
+    assert response.content == body, "the whole body, as the upstream sent it"
+    assert response.headers["link"] == '<?cursor=abc>; rel="next"'
+    assert "x-secret" not in response.headers, "only the listed upstream headers come back"
+    assert response.headers["x-request-id"] == "trace-7"
+    assert seen[0].headers["x-request-id"] == "trace-7", "the upstream logs the same id"
+
+
+def test_a_body_over_the_limit_never_reaches_the_upstream(
+    database: URL, gateway_env: dict[str, str]
+) -> None:
+    calls: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(201)
+
+    with service_client(SERVICE, database, **gateway_env, MAX_BODY_BYTES="2048") as client:
+        key = create_key(client, "signal_ingestion:write")["key"]
+        with mock_upstreams(client, upstream):
+            response = client.post(
+                "/signal_ingestion/signals", content=b"x" * 5000, headers={"X-API-Key": key}
+            )
+            small = client.post(
+                "/signal_ingestion/signals", content=b"x" * 100, headers={"X-API-Key": key}
+            )
+    assert assert_problem(response, 413)["max_bytes"] == 2048
+    assert small.status_code == 201
+    assert len(calls) == 1, "only the small request was forwarded"
+
+
 # --- End to end: gateway -> service -> its database, and back -----------------------------
 
 

@@ -67,7 +67,7 @@ admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require
 
 class KeyIn(RequestBody):
     name: StorableText = Field(min_length=1, max_length=128)
-    scopes: list[str] = Field(description=f"Scopes to grant, among: {', '.join(SCOPES)}")
+    scopes: list[StorableText] = Field(description=f"Scopes to grant, among: {', '.join(SCOPES)}")
 
     @field_validator("scopes")
     @classmethod

@@ -19,8 +19,9 @@ def up(c: Context) -> None:
 
     with reported():
         config = dev_config()
-        if config.database_url:
-            print(f"DATABASE_URL is set: using {mask(config.database_url)}, no server started")
+        configured = config.parsed_database_url()
+        if configured is not None:
+            print(f"DATABASE_URL is set: using {mask(configured)}, no server started")
             return
         start = time.perf_counter()
         if resolve.backend(config) == "docker":
@@ -74,9 +75,9 @@ def status(c: Context) -> None:
     with reported():
         config = dev_config()
         for service in SERVICES:
-            configured = config.url_for(service)
-            if configured:
-                print(f"{service}: configured by environment: {mask(configured)}")
+            if config.url_for(service) is not None:
+                shown = mask(config.parsed_url(service))
+                print(f"{service}: configured by environment: {shown}")
         if resolve.backend(config) == "docker":
             print(f"backend: docker compose ({mask(docker.compose_url(config))})")
             return

@@ -48,7 +48,10 @@ HINTS: dict[str, str] = {
     "no_compose_file": "set DATABASE_URL, or run from a checkout of the project",
     "cannot_create_database": "create it, or set DATABASE_URL to an existing database",
     "port_in_use": "stop that program, or move the four ports: invoke up --base-port 9000",
-    "not_ready": "read the log named above; stop the others with: invoke down",
+    "not_ready": "read the log named above, fix the cause, then run: invoke up",
+    "service_exited": "read the log named above, fix the cause, then run: invoke up",
+    "not_permitted": "stop it as the account that owns it (kill {detail}), then run: invoke down",
+    "stop_failed": "see what holds it (ps -o stat= -p {detail}), then run: invoke down",
     # git
     "no_git": "install git",
     "not_a_repository": "run it in a git checkout (or validate without --against)",
@@ -62,6 +65,9 @@ HINTS: dict[str, str] = {
     "unwritable_output": "choose a writable --output path",
     # authoring
     "no_message": "add one: -m 'add status to listings'",
+    "bad_message": "type it again as plain text: -m 'add status to listings'",
+    "authoring_failed": "see every problem: invoke migrate.validate --offline --service {s}",
+    "bad_revision_file": "check the revision template (script.py.mako of {s}), or report it",
     "no_phase": "add one: --phase expand, or --phase contract",
     "bad_phase": "use --phase expand, or --phase contract",
     "expand_with_contract_changes": "make it two revisions (expand now, contract in a later "

@@ -16,13 +16,14 @@ if TYPE_CHECKING:
 
 @task(help={"base-port": "first of four consecutive ports (default: 8000-8003)"})
 def up(c: Context, base_port: int = 0) -> None:
-    """Postgres up, then the four services (each migrates on startup); prints their URLs."""
+    """Postgres up, then the four services (each migrates on startup); prints their URLs.
+    All or nothing: when one fails, those it started are stopped."""
     from dev_tasks import stack  # starts processes, talks HTTP: loaded on use
 
     db.up(c)
     with reported():
         config = dev_config()
-        running = stack.start(config, dict(os.environ), base_port or None)
+        running = stack.start(config, dict(os.environ), base_port or None, note=print)
     for service in running:
         print(f"{service.service:<22} {running_line(service)}")
     print(
@@ -37,9 +38,10 @@ def running_line(service: "Running") -> str:
 
 @task
 def down(c: Context) -> None:
-    """Stop the services started by ``invoke up``."""
+    """Stop the services started by ``invoke up`` (only those: a pid file whose process
+    is another program's is removed, that program left alone)."""
     from dev_tasks import stack  # starts processes, talks HTTP: loaded on use
 
     with reported():
-        stopped = stack.stop(dev_config())
+        stopped = stack.stop(dev_config(), note=print)
     print(f"stopped: {', '.join(stopped)}" if stopped else "no service was running")

@@ -24,12 +24,15 @@ def alembic_config(
     service: str,
     *,
     connection: Connection | None = None,
+    post_write_hooks: bool = True,
 ) -> Config:
     """An Alembic ``Config`` for ``service``, equal to ``alembic_<service>.ini``.
 
     Built in code so that an installed package (no source checkout, no ini file) finds
     its migrations. ``env.py`` gets ``config`` (``attributes["db_config"]``) and, when
-    given, ``connection`` to run on (``attributes["connection"]``).
+    given, ``connection`` to run on (``attributes["connection"]``). Without
+    ``post_write_hooks`` Alembic does not run ruff on a file it writes (and prints
+    nothing of it): the dev tooling's authoring runs ruff itself, output captured.
     """
     location = config.script_location(service)
     # Quiet: Alembic's own progress lines would be printed from library code.
@@ -39,7 +42,7 @@ def alembic_config(
     alembic.set_main_option("path_separator", "os")
     alembic.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     alembic.set_main_option("truncate_slug_length", "40")
-    if find_spec("ruff") is not None:
+    if post_write_hooks and find_spec("ruff") is not None:
         # Generated revisions come out lint-clean and formatted, like hand-written code.
         for key, value in POST_WRITE_HOOKS.items():
             alembic.set_section_option("post_write_hooks", key, value)

@@ -29,6 +29,8 @@ class DbConfig:
     """Where the databases and the histories are, and how long to wait for them."""
 
     # A URL per service (``<SERVICE>_DATABASE_URL``), else ``database_url`` (``DATABASE_URL``).
+    # A variable set to an empty value counts as set (and is refused when used: an unset
+    # variable in ``DATABASE_URL=$PROD_URL`` must not mean "use the development database").
     database_urls: Mapping[str, str] = field(default_factory=dict)
     database_url: str | None = None
     migrations_dir: Path = PACKAGED_MIGRATIONS
@@ -52,7 +54,8 @@ class DbConfig:
 
     def url_for(self, service: str) -> str | None:
         """The configured URL of ``service``'s database, ``None`` when there is none."""
-        return self.database_urls.get(check_service(service)) or self.database_url or None
+        own = self.database_urls.get(check_service(service))
+        return own if own is not None else self.database_url
 
     def require_url(self, service: str) -> str:
         """The configured URL of ``service``'s database; raises when none is configured."""
@@ -73,14 +76,24 @@ class DbConfig:
         return "DATABASE_URL"
 
     def parsed_url(self, service: str) -> "URL":
-        """``service``'s URL, parsed; a URL that is not PostgreSQL's is refused, naming
-        the setting it came from (never its value: it may hold a password)."""
+        """``service``'s URL, parsed; a URL that is not PostgreSQL's (or is empty) is
+        refused, naming the setting it came from (never its value: it may hold a password)."""
+        return self._parsed(self.require_url(service), self.url_source(service), service)
+
+    def parsed_database_url(self) -> "URL | None":
+        """``DATABASE_URL``, parsed; ``None`` when it is not set; refused like ``parsed_url``."""
+        if self.database_url is None:
+            return None
+        return self._parsed(self.database_url, "DATABASE_URL", None)
+
+    @staticmethod
+    def _parsed(url: str, source: str, service: str | None) -> "URL":
         from shared_db.urls import normalize
 
         try:
-            return normalize(self.require_url(service))
+            return normalize(url)
         except ConfigurationError as exc:
-            exc.message = f"{self.url_source(service)}: {exc.message}"
+            exc.message = f"{source}: {exc.message}"
             exc.service = service
             raise
 
@@ -111,9 +124,9 @@ class DbConfig:
             "database_urls": {
                 s: environ[f"{env_prefix(s)}_DATABASE_URL"]
                 for s in SERVICES
-                if environ.get(f"{env_prefix(s)}_DATABASE_URL")
+                if f"{env_prefix(s)}_DATABASE_URL" in environ
             },
-            "database_url": environ.get("DATABASE_URL") or None,
+            "database_url": environ.get("DATABASE_URL"),
         }
         if environ.get("SIGNALMARKET_MIGRATIONS_DIR"):
             values["migrations_dir"] = Path(environ["SIGNALMARKET_MIGRATIONS_DIR"])

@@ -3,6 +3,14 @@
 Every connection made here has a connect timeout; a failure becomes a
 ``DatabaseError`` naming host, port and database (never the password), with kind
 ``database_unreachable`` when nothing answered and ``database_error`` otherwise.
+
+A URL's query parameters are libpq's connection parameters, and every connection
+honours them, SQLAlchemy's and plain psycopg's alike (``?password=``, ``?sslmode=``,
+``?host=/run/postgresql``, ``?options=-c search_path=...``, ``?connect_timeout=``...):
+the URL says what the user wants. Our own defaults (the connect timeout, TCP
+keepalives) fill in what it does not say. A given ``application_name`` is ours: it
+names a migration connection, by which the runner finds migrators (``sessions``).
+Session settings are made with ``SET`` after connecting, so a URL's ``options`` stay.
 """
 
 from collections.abc import Iterator
@@ -16,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared_db.config import DbConfig
 from shared_db.errors import DatabaseError
-from shared_db.urls import normalize, where
+from shared_db.urls import normalize, scrub, where
 
 _UNREACHABLE = ("refused", "timeout", "timed out", "could not translate host", "no route")
 # TCP keepalives: a peer that vanished (a killed host, a cut network) is noticed in ~25 s
@@ -37,7 +45,9 @@ def first_line(exc: BaseException) -> str:
 
 
 def database_error(exc: BaseException, url: URL, service: str | None = None) -> DatabaseError:
-    reason = first_line(exc)
+    """``exc`` as an error naming where (``host:port/database``); a secret of ``url`` that
+    the driver's message repeats is masked."""
+    reason = scrub(first_line(exc), url)
     unreachable = any(marker in reason.lower() for marker in _UNREACHABLE)
     return DatabaseError(
         f"cannot use the database at {where(url)}: {reason}",
@@ -45,6 +55,19 @@ def database_error(exc: BaseException, url: URL, service: str | None = None) -> 
         service=service,
         cause=reason,
     )
+
+
+def connect_args(
+    url: URL, *, connect_timeout_s: float = 10.0, application_name: str = ""
+) -> dict[str, Any]:
+    """The arguments we add to a connection to ``url``: the connect timeout and TCP
+    keepalives unless the URL's query sets them, and ``application_name`` when given
+    (ours wins: it names the connection, see the module's docstring)."""
+    defaults: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s)), **KEEPALIVES}
+    args = {key: value for key, value in defaults.items() if key not in url.query}
+    if application_name:
+        args["application_name"] = application_name
+    return args
 
 
 def engine(
@@ -55,18 +78,20 @@ def engine(
     pooled: bool = False,
 ) -> Engine:
     """An engine with a connect timeout: pooled (a service's requests, connections
-    checked before use) or not (one connection per use: commands, migrations)."""
-    args: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s)), **KEEPALIVES}
-    if application_name:
-        args["application_name"] = application_name
+    checked before use) or not (one connection per use: commands, migrations). The URL's
+    query parameters reach psycopg (SQLAlchemy passes them on)."""
+    target = normalize(url)
+    args = connect_args(
+        target, connect_timeout_s=connect_timeout_s, application_name=application_name
+    )
     if pooled:
         return create_engine(
-            normalize(url),
+            target,
             pool_pre_ping=True,
             pool_timeout=connect_timeout_s,
             connect_args=args,
         )
-    return create_engine(normalize(url), poolclass=pool.NullPool, connect_args=args)
+    return create_engine(target, poolclass=pool.NullPool, connect_args=args)
 
 
 def migration_engine(config: DbConfig, service: str, url: URL) -> Engine:
@@ -93,6 +118,17 @@ def connect(config: DbConfig, service: str, url: str | URL | None = None) -> Ite
         made.dispose()
 
 
+def psycopg_arguments(url: URL) -> dict[str, Any]:
+    """The keyword arguments of ``psycopg.connect`` for ``url``, as SQLAlchemy's psycopg
+    dialect makes them (user part, host, port, database, every query parameter, several
+    hosts), so a plain connection reaches the same server, the same way, as an engine."""
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+    _args, kwargs = dialect.create_connect_args(url)  # type: ignore[no-untyped-call]
+    return dict(kwargs)
+
+
 def connect_autocommit(
     url: URL,
     database: str | None = None,
@@ -101,21 +137,18 @@ def connect_autocommit(
     application_name: str = "",
     service: str | None = None,
 ) -> psycopg.Connection[tuple[Any, ...]]:
-    """A plain psycopg connection in autocommit mode (locks, CREATE/DROP DATABASE)."""
+    """A plain psycopg connection in autocommit mode (locks, CREATE/DROP DATABASE), to
+    ``database`` (else the URL's, else ``postgres``) with every parameter of the URL."""
+    target = normalize(url)
+    target = target.set(database=database or target.database or "postgres")
+    arguments = {
+        **psycopg_arguments(target),
+        **connect_args(target, connect_timeout_s=timeout_s, application_name=application_name),
+    }
     try:
-        return psycopg.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            dbname=database or url.database or "postgres",
-            autocommit=True,
-            connect_timeout=max(1, round(timeout_s)),
-            application_name=application_name,
-            **KEEPALIVES,
-        )
+        return psycopg.connect(autocommit=True, **arguments)
     except psycopg.Error as exc:
-        raise database_error(exc, url.set(database=database or url.database), service) from exc
+        raise database_error(exc, target, service) from exc
 
 
 def create_database_sql(conn: psycopg.Connection[tuple[Any, ...]]) -> str:

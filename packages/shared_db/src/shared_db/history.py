@@ -10,6 +10,7 @@ validator and ``migrate.heads`` are built on it.
 import ast
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,41 @@ _STRING = re.compile(r"""^(["'])([^"'\\\n]*)\1$""")
 _SEQUENCE = re.compile(r"""^[(\[]\s*((?:(["'])[^"'\\\n]*\2\s*,?\s*)*)[)\]]$""")
 _SEQUENCE_ITEM = re.compile(r"""(["'])([^"'\\\n]*)\1""")
 _DOCSTRING = re.compile(r'^[ \t]*("""|\'\'\')[ \t]*([^\n]*?)[ \t]*(?:\1|$)', re.MULTILINE)
+
+
+def control_characters(text: str) -> list[str]:
+    """The characters of ``text`` that are not text to show, each once: control characters
+    (NUL, ESC, a carriage return...), lone surrogates (bytes that were not UTF-8), line
+    and paragraph separators, and the bidirectional overrides and isolates that make
+    source code read otherwise than it runs (U+202A-U+202E, U+2066-U+2069)."""
+    return list(dict.fromkeys(ch for ch in text if _not_text(ch)))
+
+
+def _not_text(ch: str) -> bool:
+    return (
+        unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+        or "\u202a" <= ch <= "\u202e"
+        or "\u2066" <= ch <= "\u2069"
+    )
+
+
+def docstring_text(message: str) -> str:
+    """``message`` as the text of a revision file's docstring (the ``\"\"\"`` kind), so
+    that the file compiles whatever the message and its docstring reads ``message`` back
+    (``alembic history``, this reader): backslashes doubled, each quote of a run of three
+    escaped, characters that are not text (see ``control_characters``; newlines and tabs
+    are kept) written as escapes. Readable text, Unicode included, is written as it is.
+    The revision templates (``script.py.mako``) write the message through it."""
+    text = message.replace("\\", "\\\\")
+    text = re.sub(r'"{3,}', lambda run: '\\"' * len(run.group()), text)
+    return "".join(_escape(ch) if _not_text(ch) and ch not in "\n\t" else ch for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _fast_value(text: str) -> object:

@@ -48,20 +48,26 @@ from shared_db.history import History, read_history
 from shared_db.interrupts import Interrupted, interruptible
 from shared_db.locking import lock_key, migration_lock
 from shared_db.sessions import Conn, Session
-from shared_db.soundness import fatal_problems
+from shared_db.soundness import loaded, sound_history
 from shared_db.status import Status, at_head, read_state, status_of
 
 if TYPE_CHECKING:  # Alembic is imported only when there is something to apply
     from alembic.runtime.migration import MigrationStep
     from alembic.script import ScriptDirectory
 
-__all__ = ["RunResult", "downgrade", "lock_key", "migrate_to_head", "stamp", "upgrade"]
+__all__ = [
+    "RunResult",
+    "downgrade",
+    "lock_key",
+    "migrate_to_head",
+    "sound_history",
+    "stamp",
+    "upgrade",
+]
 
 log = logging.getLogger("signalmarket.migrate")
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement whose lock_timeout expired
 _INTERVAL = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min)?$")
-# Reader problems that mean "the reader cannot tell" rather than "the file is broken".
-_READER_DOUBTS = ("is not a literal", "declares no `revision", "declares no `down_revision")
 
 
 @dataclass(frozen=True)
@@ -75,61 +81,6 @@ class RunResult:
     after: tuple[str, ...]
     steps: tuple[str, ...] = field(default=())  # revisions applied (or undone), in order
     ahead: tuple[str, ...] = field(default=())  # for "ahead": the newer revisions
-
-
-# -- the history: what Alembic would accept -------------------------------------------
-
-
-def sound_history(config: DbConfig, service: str) -> History:
-    """``service``'s history, every file compiled; raises when Alembic would reject it."""
-    history = read_history(config, service, check_syntax=True)
-    problems = fatal_problems(service, history)
-    if any(p.kind == "unreadable_file" and _doubtful(p.message) for p in problems):
-        # The reader cannot tell (and what follows from it, e.g. a child's missing
-        # parent, is in doubt too): Alembic's own reading decides.
-        history = _alembic_history(config, service)
-        problems = fatal_problems(service, history)
-    if problems:
-        first = problems[0]
-        raise MigrationError(
-            f"the history cannot be used: {first.message}",
-            kind="unsound_history",
-            service=service,
-            revision=first.revision,
-            cause=first.kind,
-            path=first.path,
-        )
-    return history
-
-
-def _doubtful(message: str) -> bool:
-    return any(doubt in message for doubt in _READER_DOUBTS)
-
-
-def _alembic_history(config: DbConfig, service: str) -> History:
-    """The history as Alembic itself reads it (every module imported)."""
-    from shared_db.history import Revision
-
-    try:
-        script = _script(config, service)
-        revisions = [
-            Revision(
-                id=s.revision,
-                down=_as_tuple(s.down_revision),
-                branch_labels=_as_tuple(getattr(s.module, "branch_labels", None)),
-                depends_on=_as_tuple(s.dependencies),
-                path=Path(s.path or ""),
-                message=s.doc or "",
-            )
-            for s in script.walk_revisions()
-        ]
-    except Exception as exc:  # Alembic refuses it (CommandError, ImportError...): so do we
-        raise MigrationError(
-            f"the history cannot be used: Alembic cannot load it: {first_line(exc)}",
-            kind="unsound_history",
-            service=service,
-        ) from None
-    return History.from_revisions(revisions)
 
 
 @dataclass(frozen=True)
@@ -158,14 +109,6 @@ Reporter = Callable[[Progress], None]
 def log_progress(progress: Progress) -> None:
     """The default reporter: one log line per revision."""
     log.info("%s", progress.line())
-
-
-def _as_tuple(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)  # type: ignore[attr-defined]
 
 
 def refuse_incompatible(state: Status, *, migrating: bool) -> None:
@@ -287,7 +230,7 @@ def _script(config: DbConfig, service: str) -> "ScriptDirectory":
 
     from shared_db.alembic_config import alembic_config
 
-    return ScriptDirectory.from_config(alembic_config(config, service))
+    return loaded(service, ScriptDirectory.from_config(alembic_config(config, service)))
 
 
 def plan_steps(

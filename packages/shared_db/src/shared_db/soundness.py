@@ -5,12 +5,36 @@ Each problem is a fact: what is wrong, with the revision and file concerned. A
 ID, a missing parent, a cycle, several heads...): nothing migrates on such a
 history. The others break the project's conventions (file names, sequential IDs).
 Front ends add the fix that fits where they run.
+
+``sound_history`` is the gate of every path that migrates (the runner, Alembic's own
+command line): the history every file of which compiles, or one error naming the first
+fatal problem. Where the reader cannot tell (a computed ``down_revision``), Alembic's own
+reading decides, with its warnings (e.g. a duplicate ID) turned into problems instead of
+lines on stderr.
 """
 
+import re
+import traceback
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shared_db.history import ID_PATTERN, History, sort_ids
+from shared_db.config import DbConfig
+from shared_db.errors import MigrationError
+from shared_db.history import (
+    ID_PATTERN,
+    History,
+    Revision,
+    parse_revision_file,
+    read_directory,
+    revision_files,
+    sort_ids,
+)
+
+if TYPE_CHECKING:  # Alembic is imported only when the reader cannot tell
+    from alembic.script import ScriptDirectory
 
 # Problems that make Alembic refuse (or silently misread) the history.
 FATAL = frozenset(
@@ -189,3 +213,167 @@ def _shape_problems(service: str, history: History) -> list[Problem]:
             )
         )
     return problems
+
+
+# -- the gate of every path that migrates ----------------------------------------------
+
+# Reader problems that mean "the reader cannot tell" rather than "the file is broken".
+_READER_DOUBTS = ("is not a literal", "declares no `revision", "declares no `down_revision")
+_PRESENT_TWICE = re.compile(r"^Revision (\S+) is present more than once")
+
+
+def sound_history(config: DbConfig, service: str) -> History:
+    """``service``'s history, every file compiled; raises when Alembic would reject it."""
+
+    def script() -> "ScriptDirectory":
+        from alembic.script import ScriptDirectory
+
+        from shared_db.alembic_config import alembic_config
+
+        return ScriptDirectory.from_config(alembic_config(config, service))
+
+    return sound_directory(service, config.versions_dir(service), script)
+
+
+def sound_directory(
+    service: str, directory: Path, script: Callable[[], "ScriptDirectory"]
+) -> History:
+    """The history in ``directory``, every file compiled; raises ``MigrationError`` (kind
+    ``unsound_history``, the problem's kind as ``cause``) when Alembic would reject it.
+    ``script`` gives Alembic's reading of it, asked for only when the reader cannot tell."""
+    history = read_directory(directory, check_syntax=True)
+    problems = fatal_problems(service, history)
+    if any(p.kind == "unreadable_file" and _doubtful(p.message) for p in problems):
+        # The reader cannot tell (and what follows from it, e.g. a child's missing
+        # parent, is in doubt too): Alembic's own reading decides.
+        history = alembic_history(service, directory, script)
+        problems = fatal_problems(service, history)
+    if problems:
+        first = problems[0]
+        raise MigrationError(
+            f"the history cannot be used: {first.message}",
+            kind="unsound_history",
+            service=service,
+            revision=first.revision,
+            cause=first.kind,
+            path=first.path,
+        )
+    return history
+
+
+def _doubtful(message: str) -> bool:
+    return any(doubt in message for doubt in _READER_DOUBTS)
+
+
+def alembic_history(
+    service: str, directory: Path, script: Callable[[], "ScriptDirectory"]
+) -> History:
+    """The history as Alembic itself reads it (every module imported). Alembic keeps the
+    last of two files declaring one ID and only warns: here that is a duplicate, naming
+    both files, and nothing reaches stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            revisions = [
+                Revision(
+                    id=s.revision,
+                    down=_as_tuple(s.down_revision),
+                    branch_labels=_as_tuple(getattr(s.module, "branch_labels", None)),
+                    depends_on=_as_tuple(s.dependencies),
+                    path=Path(s.path or ""),
+                    message=s.doc or "",
+                )
+                for s in script().walk_revisions()
+            ]
+        except Exception as exc:  # Alembic refuses it (CommandError, ImportError...): so do we
+            raise unloadable(service, directory, exc) from None
+    history = History.from_revisions(revisions)
+    for warning in caught:
+        twice = _PRESENT_TWICE.match(str(warning.message))
+        if twice is None:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+            continue
+        kept = history.revisions.get(twice.group(1))
+        declaring = _declaring(directory, twice.group(1))
+        if kept is not None and kept.path.resolve() not in {p.resolve() for p in declaring}:
+            declaring.append(kept.path)
+        history.duplicates[twice.group(1)] = declaring
+    return history
+
+
+def _declaring(directory: Path, revision: str) -> list[Path]:
+    """The files of ``directory`` that declare ``revision``: read, or (where the reader
+    cannot tell) imported as Alembic imports them."""
+    from alembic.util import load_python_file
+
+    found = []
+    for path in revision_files(directory):
+        try:
+            declared: object = parse_revision_file(path).id
+        except ValueError:
+            try:
+                declared = getattr(load_python_file(str(directory), path.name), "revision", None)
+            except Exception:
+                continue
+        if declared == revision:
+            found.append(path)
+    return found
+
+
+def _as_tuple(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)  # type: ignore[attr-defined]
+
+
+def loaded(service: str, script: "ScriptDirectory") -> "ScriptDirectory":
+    """``script`` with every revision module imported (as Alembic does before it runs
+    anything); one that cannot be imported is refused, naming its file."""
+    try:
+        script.get_heads()
+    except Exception as exc:
+        raise unloadable(service, Path(script.versions), exc) from None
+    return script
+
+
+def unloadable(service: str, directory: Path, exc: BaseException) -> MigrationError:
+    """Alembic could not load the history in ``directory``: which file, and why."""
+    reason = f"{type(exc).__name__}: {_first_line(exc)}"
+    path = failing_file(exc, directory)
+    if path is None:
+        return MigrationError(
+            f"the history cannot be used: Alembic cannot load it: {_first_line(exc)}",
+            kind="unsound_history",
+            service=service,
+        )
+    return MigrationError(
+        f"the history cannot be used: Alembic cannot load it: {path.name} is not a valid "
+        f"revision file (it cannot be imported: {reason})",
+        kind="unsound_history",
+        service=service,
+        cause="unreadable_file",
+        path=path,
+    )
+
+
+def failing_file(exc: BaseException, directory: Path) -> Path | None:
+    """The file of ``directory`` an error raised while importing it comes from (a syntax
+    error's own file, else the innermost frame in that folder); ``None`` when none is."""
+    folder = directory.resolve()
+    names = [getattr(exc, "filename", None)]
+    names += [frame.filename for frame in reversed(traceback.extract_tb(exc.__traceback__))]
+    for name in names:
+        if isinstance(name, str) and name:
+            path = Path(name).resolve()
+            if path.parent == folder:
+                return path
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

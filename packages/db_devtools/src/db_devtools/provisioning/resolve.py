@@ -49,9 +49,11 @@ def server_url(config: DevConfig) -> URL:
 
 def admin_url(config: DevConfig, service: str | None = None) -> URL:
     """A URL on the server that holds ``service``'s database, for scratch databases."""
-    configured = config.url_for(service) if service else config.database_url
-    if configured:
-        return normalize(configured).set(database="postgres")
+    if service is not None and config.url_for(service) is not None:
+        return config.parsed_url(service).set(database="postgres")
+    configured = config.parsed_database_url() if service is None else None
+    if configured is not None:
+        return configured.set(database="postgres")
     return server_url(config)
 
 
@@ -82,7 +84,7 @@ def with_databases(config: DevConfig, services: Iterable[str]) -> DevConfig:
 
 def database_url(config: DevConfig, service: str) -> URL:
     """The URL of ``service``'s database, configured or provisioned."""
-    return normalize(with_databases(config, [service]).require_url(service))
+    return with_databases(config, [service]).parsed_url(service)
 
 
 def role_password(admin: URL, service: str) -> str:

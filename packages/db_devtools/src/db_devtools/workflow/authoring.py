@@ -4,17 +4,36 @@ IDs are sequential and zero-padded (``0012``). The next ID is one past the highe
 number in the history *and* on every local or remote-tracking git branch, so two
 branches made from the same parent rarely pick the same ID; when they do,
 ``renumber`` gives one of them a free ID.
+
+A file is written whole or not at all: Alembic writes it (its template escapes the
+message for the docstring, ``shared_db.history.docstring_text``), ruff fixes and formats
+it (output captured), then it is compiled and imported and must read back the revision
+and the message asked for; on any failure it is removed and one error says why. A
+message is plain text: control characters (NUL, ESC...) are refused.
 """
 
 import re
+import subprocess
+import sys
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from shared_db import runner
-from shared_db.history import PHASES, History, parse_revision_file, revision_files
+from shared_db.connections import first_line
+from shared_db.errors import SharedDbError
+from shared_db.history import (
+    PHASES,
+    History,
+    control_characters,
+    parse_revision_file,
+    revision_files,
+)
 from shared_db.services import check_service
-from shared_db.soundness import history_problems
+from shared_db.soundness import failing_file, history_problems
 from shared_db.urls import render
 
 from db_devtools.config import DevConfig
@@ -62,10 +81,19 @@ def _require_sound(service: str, history: History, doing: str) -> None:
         )
 
 
-def _message(message: str) -> str:
+def _message(message: str, *, required: bool = True) -> str:
+    """The message on one line (whitespace runs, newlines included, become one space);
+    refused when empty (if ``required``) or when it holds characters that are not text."""
     cleaned = " ".join(message.split())
-    if not cleaned:
+    if not cleaned and required:
         raise WorkflowError("a revision needs a message saying what it changes", kind="no_message")
+    bad = control_characters(cleaned)
+    if bad:
+        codes = ", ".join(f"U+{ord(ch):04X}" for ch in bad)
+        raise WorkflowError(
+            f"the revision message contains characters that are not text ({codes})",
+            kind="bad_message",
+        )
     return cleaned
 
 
@@ -128,7 +156,6 @@ def revision(
     previous release's code would break on the new schema), or given: a hand-written
     (``empty``) revision needs it; ``expand`` is refused for contract changes."""
     from alembic import command
-    from alembic.util.exc import CommandError
     from shared_db.alembic_config import alembic_config
 
     check_service(service)
@@ -149,37 +176,46 @@ def revision(
     _require_sound(service, history, "create a revision")
     rev_id = next_id(directory, history)
     if empty:
-        alembic = alembic_config(config, service)
+        alembic = alembic_config(config, service, post_write_hooks=False)
         alembic.attributes["phase"] = phase
-        script = command.revision(alembic, message, rev_id=rev_id)
+        script = _write(
+            service,
+            directory,
+            rev_id,
+            message,
+            "create a revision",
+            lambda: command.revision(alembic, message, rev_id=rev_id),
+        )
         return _written(script, rev_id, phase=phase)
     # Autogenerate against a scratch database at head, never the developer's own.
     hook = _Autogenerate(service, allow_destructive, phase)
     with scratch_database(admin_url(config, service), f"autogen_{service}") as url:
         scratch = config.with_urls({service: render(url, show_password=True)})
         runner.upgrade(scratch, service)
-        try:
-            script = command.revision(
-                alembic_config(scratch, service),
+        script = _write(
+            service,
+            directory,
+            rev_id,
+            message,
+            "create a revision",
+            lambda: command.revision(
+                alembic_config(scratch, service, post_write_hooks=False),
                 message,
                 autogenerate=True,
                 rev_id=rev_id,
                 process_revision_directives=hook,
-            )
-        except CommandError as exc:
-            raise WorkflowError(
-                f"revision failed: {exc}", kind="revision_failed", service=service
-            ) from exc
+            ),
+        )
     return _written(script, rev_id, hook.changes, hook.phase, hook.reasons)
 
 
 def merge(config: DevConfig, service: str, message: str | None = None) -> Written | None:
     """Write one merge revision joining every head; ``None`` when there is one head."""
     from alembic import command
-    from alembic.util.exc import CommandError
     from shared_db.alembic_config import alembic_config
 
     check_service(service)
+    given = _message(message or "", required=False)
     directory = config.versions_dir(service)
     history = read_directory(directory, config.cache_dir)
     problems = [p for p in history_problems(service, history) if p.kind != "multiple_heads"]
@@ -195,14 +231,158 @@ def merge(config: DevConfig, service: str, message: str | None = None) -> Writte
     if len(heads) < 2:
         return None
     rev_id = next_id(directory, history)
-    text = " ".join((message or "").split()) or f"merge heads {', '.join(heads)}"
-    alembic = alembic_config(config, service)
+    text = given or f"merge heads {', '.join(heads)}"
+    alembic = alembic_config(config, service, post_write_hooks=False)
     alembic.attributes["phase"] = "expand"  # a merge changes nothing by itself
-    try:
-        script = command.merge(alembic, list(heads), message=text, rev_id=rev_id)
-    except CommandError as exc:
-        raise WorkflowError(f"merge failed: {exc}", kind="merge_failed", service=service) from exc
+    script = _write(
+        service,
+        directory,
+        rev_id,
+        text,
+        "merge",
+        lambda: command.merge(alembic, list(heads), message=text, rev_id=rev_id),
+    )
     return _written(script, rev_id, phase="expand")
+
+
+# -- writing a file whole, or not at all ----------------------------------------------
+
+
+def _write(
+    service: str,
+    directory: Path,
+    rev_id: str,
+    message: str,
+    doing: str,
+    make: Callable[[], Any],
+) -> Any:
+    """Run Alembic's writer (``make``), then format, compile and import the file it wrote;
+    on any failure the file is removed and one ``WorkflowError`` says why. A file of the
+    history that Alembic cannot import (it imports them all) is named."""
+    from alembic.util.exc import CommandError
+
+    existing = set(directory.glob(f"{rev_id}_*.py"))
+    try:
+        script = make()
+    except SharedDbError:
+        _remove_new(directory, rev_id, existing)
+        raise
+    except CommandError as exc:
+        _remove_new(directory, rev_id, existing)
+        raise WorkflowError(
+            f"cannot {doing}: Alembic refused: {first_line(exc)}; nothing written",
+            kind="authoring_failed",
+            service=service,
+        ) from None
+    except Exception as exc:  # a file that cannot be imported: the new one, or the history's
+        written = _remove_new(directory, rev_id, existing)
+        broken = failing_file(exc, directory)
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        if broken is not None and broken in {p.resolve() for p in written}:
+            raise WorkflowError(
+                f"the revision file written, {broken.name}, cannot be imported ({reason}); "
+                "nothing written",
+                kind="bad_revision_file",
+                service=service,
+            ) from None
+        if broken is None:
+            raise WorkflowError(
+                f"cannot {doing}: {reason}; nothing written",
+                kind="authoring_failed",
+                service=service,
+            ) from None
+        raise WorkflowError(
+            f"cannot {doing}: {broken.name} is not a valid revision file (it cannot be "
+            f"imported: {reason}); nothing written",
+            kind="unreadable_file",
+            service=service,
+            path=broken,
+        ) from None
+    path = Path(getattr(script, "path", None) or "")
+    if not path.name:
+        raise WorkflowError(f"alembic wrote no file for revision {rev_id}", kind="not_written")
+    try:
+        _format(path)
+        _check_written(path, rev_id, message)
+    except WorkflowError as exc:
+        _remove_new(directory, rev_id, existing)
+        exc.service = service
+        raise
+    return script
+
+
+def _remove_new(directory: Path, rev_id: str, existing: set[Path]) -> list[Path]:
+    """Remove the file(s) written for ``rev_id`` (and their bytecode), those not among
+    ``existing``; returns them."""
+    removed = []
+    for path in set(directory.glob(f"{rev_id}_*.py")) - existing:
+        path.unlink(missing_ok=True)
+        removed.append(path)
+        for compiled in (directory / "__pycache__").glob(f"{path.stem}.*.pyc"):
+            compiled.unlink(missing_ok=True)
+    return removed
+
+
+def _format(path: Path) -> None:
+    """``ruff check --fix`` and ``ruff format`` the file, as Alembic's post-write hooks do
+    for the raw command line, with the output captured: lint findings that remain are
+    not failures (the checks that follow decide), and nothing is printed."""
+    if find_spec("ruff") is None:
+        return
+    for arguments in (["check", "--fix", "--quiet"], ["format", "--quiet"]):
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "ruff", *arguments, str(path)],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return
+
+
+def _check_written(path: Path, rev_id: str, message: str) -> None:
+    """The written file compiles, imports, and reads back ``rev_id`` and ``message``, for
+    Alembic (the module) and for the history reader alike; raises saying which failed."""
+    name = path.name
+    try:
+        source = path.read_text(encoding="utf-8")
+        code = compile(source, str(path), "exec", dont_inherit=True)
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
+        raise WorkflowError(
+            f"the revision file written, {name}, does not compile ({first_line(exc)}); "
+            "nothing written",
+            kind="bad_revision_file",
+        ) from None
+    module = types.ModuleType(f"_signalmarket_written_{rev_id}")
+    module.__file__ = str(path)
+    try:
+        exec(code, module.__dict__)
+    except Exception as exc:
+        raise WorkflowError(
+            f"the revision file written, {name}, cannot be imported "
+            f"({type(exc).__name__}: {first_line(exc)}); nothing written",
+            kind="bad_revision_file",
+        ) from None
+    doc_line = (module.__doc__ or "").split("\n", 1)[0].strip()
+    try:
+        read = parse_revision_file(path, check_syntax=True)
+    except ValueError as exc:
+        raise WorkflowError(
+            f"the revision file written, {name}, cannot be read ({exc}); nothing written",
+            kind="bad_revision_file",
+        ) from None
+    if getattr(module, "revision", None) != rev_id or read.id != rev_id:
+        raise WorkflowError(
+            f"the revision file written, {name}, does not declare revision {rev_id}; "
+            "nothing written",
+            kind="bad_revision_file",
+        )
+    if doc_line != message or read.message != message:
+        raise WorkflowError(
+            f"the revision file written, {name}, does not read back its message; nothing written",
+            kind="bad_revision_file",
+        )
 
 
 def renumber(config: DevConfig, service: str, file: Path) -> Written:

@@ -104,9 +104,11 @@ def lint_revisions(config: DevConfig, service: str, revisions: list[str]) -> lis
         return []
     from alembic.script import ScriptDirectory
     from shared_db.alembic_config import alembic_config
+    from shared_db.soundness import loaded, sound_history
 
+    sound_history(config, service)  # a history Alembic would reject: one line, no warning
     squawk = squawk_binary()
-    script = ScriptDirectory.from_config(alembic_config(config, service))
+    script = loaded(service, ScriptDirectory.from_config(alembic_config(config, service)))
     findings: list[Finding] = []
     for revision in revisions:
         rev = script.get_revision(revision)

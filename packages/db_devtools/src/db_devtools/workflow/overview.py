@@ -57,13 +57,15 @@ def offline_sql(config: DevConfig, service: str, revision_range: str) -> str:
 
     ``revision_range`` is ``A:B``, or a single target meaning ``base:target``."""
     from alembic import command
+    from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
     from shared_db.alembic_config import alembic_config
+    from shared_db.soundness import loaded, sound_history
 
     check_service(service)
     target = revision_range if ":" in revision_range else f"base:{revision_range}"
     start, end = target.split(":", 1)
-    history = read_history(config, service)
+    history = sound_history(config, service)  # a history Alembic would reject: one line
     known = set(history.revisions) | {"base", "head", "heads"}
     for rev in (start, end):
         if rev not in known:
@@ -72,6 +74,7 @@ def offline_sql(config: DevConfig, service: str, revision_range: str) -> str:
             )
     buffer = io.StringIO()
     alembic = alembic_config(config, service)
+    loaded(service, ScriptDirectory.from_config(alembic))  # every file imports
     alembic.output_buffer = buffer
     downgrade = start != "base" and end in history.ancestors(start) and start != end
     try:

@@ -107,6 +107,7 @@ def plan(config: DevConfig, service: str, sources: list[str] | None = None) -> S
     from alembic.script import ScriptDirectory
     from shared_db import runner
     from shared_db.alembic_config import alembic_config
+    from shared_db.soundness import loaded
     from shared_db.status import read_state, status_of
 
     from db_devtools.workflow.lint import render_upgrade
@@ -122,7 +123,7 @@ def plan(config: DevConfig, service: str, sources: list[str] | None = None) -> S
     if state.pending == 0:
         result.note = "nothing to plan: at head"
         return result
-    script = ScriptDirectory.from_config(alembic_config(config, service))
+    script = loaded(service, ScriptDirectory.from_config(alembic_config(config, service)))
     durations = timings(config, service, sources or [])
     for revision, _step in runner.plan_steps(script, service, current, "head", False):
         found = history.revisions[revision]

@@ -30,6 +30,7 @@ from shared_db.history import PHASES
 from shared_db.locking import migration_lock
 from shared_db.models import metadata_for
 from shared_db.services import version_table
+from shared_db.soundness import loaded, sound_directory
 
 PROVIDER_GROUP = "signalmarket.database_provider"
 
@@ -149,38 +150,68 @@ def _run_online(connection: Connection, service: str) -> None:
         context.run_migrations()
 
 
-def _command_line_url(service: str) -> tuple[str, DbConfig]:
+def _command_line_config(service: str) -> DbConfig:
     """Alembic's own command line: the environment's URL, else a development provider.
 
     This is the one place where the runtime reads the environment itself: Alembic's
     command line is a front end that builds no configuration of its own."""
     config = DbConfig.from_environ(os.environ, caller="alembic")
-    url = config.url_for(service)
-    if url is not None:
-        return url, config
+    if config.url_for(service) is not None:
+        return config  # set (even if empty or wrong: refused naming the variable)
     providers = entry_points(group=PROVIDER_GROUP)
     if not providers:
         config.require_url(service)  # raises: no URL and nothing to provide one
     provide = next(iter(providers)).load()
-    return str(provide(service)), config
+    return config.with_urls({service: str(provide(service))})
+
+
+def _check_history(service: str) -> None:
+    """Alembic's own command line migrates nothing on a history the runner would refuse
+    (a duplicate ID, two heads...): one line instead of Alembic's warnings and tracebacks."""
+    script = context.script
+    sound_directory(service, Path(script.versions), lambda: script)
+    loaded(service, script)
+
+
+# What to do next, for Alembic's own command line (the Invoke tasks have their own hints).
+_COMMAND_LINE_HINTS = {
+    "invalid_database_url": "fix that variable, or unset it (in a checkout, the project's "
+    "Postgres is used then)",
+    "database_unreachable": "is the server up? check the host and port of the URL in use",
+    "database_error": "check the URL in use",
+    "unsound_history": "fix the history (in a checkout, see every problem: invoke "
+    "migrate.validate --offline --service {s})",
+}
+
+
+def command_line_error(error: SharedDbError) -> str:
+    """``error`` as the one line Alembic's command line prints."""
+    hint = _COMMAND_LINE_HINTS.get(error.kind)
+    if hint is None:
+        return f"error: {error}"
+    return f"error: {error}; {hint.format(s=error.service or '<service>')}"
 
 
 def run(service: str) -> None:
     alembic_config = context.config
-    if context.is_offline_mode():
-        context.configure(
-            dialect_name="postgresql",
-            literal_binds=True,
-            dialect_opts={"paramstyle": "named"},
-            **_options(service),
-        )
-        for statement in SESSION_SETTINGS:
-            context.execute(statement)
-        with context.begin_transaction():
-            context.run_migrations()
-        return
+    attributes = alembic_config.attributes
+    command_line = attributes.get("db_config") is None and attributes.get("connection") is None
+    try:
+        if command_line:
+            _check_history(service)
+        if context.is_offline_mode():
+            _run_offline(service)
+            return
+        if command_line:  # Alembic's own command line: a front end, so one line
+            config = _command_line_config(service)
+            _run_locked(config, service, config.parsed_url(service))
+            return
+    except SharedDbError as exc:
+        if not command_line:
+            raise
+        raise SystemExit(command_line_error(exc)) from None
 
-    connectable = alembic_config.attributes.get("connection")
+    connectable = attributes.get("connection")
     if isinstance(connectable, Engine):  # pytest-alembic hands over an engine
         with connectable.connect() as conn:
             _run_online(conn, service)
@@ -189,17 +220,21 @@ def run(service: str) -> None:
     if connectable is not None:
         _run_online(connectable, service)
         return
+    config = attributes["db_config"]  # the library's own configuration: errors propagate
+    _run_locked(config, service, config.parsed_url(service))
 
-    config = alembic_config.attributes.get("db_config")
-    if isinstance(config, DbConfig):  # the library's own configuration: errors propagate
-        _run_locked(config, service, config.parsed_url(service))
-        return
-    try:  # Alembic's own command line: a front end, so one line and a non-zero exit
-        provided, config = _command_line_url(service)
-        config = config.with_urls({service: provided})
-        _run_locked(config, service, config.parsed_url(service))
-    except SharedDbError as exc:
-        raise SystemExit(f"error: {exc}") from None
+
+def _run_offline(service: str) -> None:
+    context.configure(
+        dialect_name="postgresql",
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        **_options(service),
+    )
+    for statement in SESSION_SETTINGS:
+        context.execute(statement)
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def _run_locked(config: DbConfig, service: str, url: URL) -> None:

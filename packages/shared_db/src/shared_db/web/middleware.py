@@ -63,7 +63,7 @@ class RequestContext:
                 scope["method"],
                 scope["path"],
                 rid,
-                describe(exc),
+                describe(exc, scope.get("app")),
             )
             log.debug("request %s: traceback", rid, exc_info=exc)
             if started:

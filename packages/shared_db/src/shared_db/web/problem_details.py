@@ -7,6 +7,7 @@ stored rows → 409, a value the database refuses → 422 naming the column. Any
 is answered 500 by ``middleware.RequestContext``.
 """
 
+import json
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -20,7 +21,9 @@ from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException
 from starlette.types import Scope
 
+from shared_db.config import DbConfig
 from shared_db.errors import DatabaseError
+from shared_db.urls import scrub
 
 PROBLEM = "application/problem+json"
 REQUEST_ID_KEY = "signalmarket.request_id"
@@ -66,6 +69,18 @@ def request_id(scope: Scope) -> str | None:
     return str(value) if value else None
 
 
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            # A client's lone surrogate, quoted back in a message: written as a JSON escape.
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
 def problem_response(
     status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
@@ -76,15 +91,22 @@ def problem_response(
         "detail": detail,
         **{key: value for key, value in extra.items() if value is not None},
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
-def describe(exc: BaseException) -> str:
-    """``Type: first line`` of an error: a driver's own error when SQLAlchemy wraps one
-    (whose text would go on with the SQL and its parameters)."""
+def describe(exc: BaseException, app: Any = None) -> str:
+    """``Type: first line`` of an error, for a log line: a driver's own error when
+    SQLAlchemy wraps one (whose text would go on with the SQL and its parameters), with
+    any secret of ``app``'s database URL masked."""
     origin = getattr(exc, "orig", None) or exc
     lines = str(origin).strip().splitlines()
-    return f"{type(origin).__name__}: {lines[0][:300]}" if lines else type(origin).__name__
+    if not lines:
+        return type(origin).__name__
+    line = lines[0][:300]
+    config = getattr(getattr(app, "state", None), "db_config", None)
+    if isinstance(config, DbConfig):
+        line = scrub(line, config.url_for(app.state.service) or "")
+    return f"{type(origin).__name__}: {line}"
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -123,7 +145,7 @@ def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         request.method,
         request.url.path,
         request_id(request.scope),
-        describe(exc),
+        describe(exc, request.app),
     )
     return _problem(
         request,

@@ -1,4 +1,5 @@
-"""${message}
+<%! from shared_db.history import docstring_text %>\
+"""${docstring_text(message)}
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
