@@ -3,12 +3,12 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shared_db.models.marketplace_publisher import Listing, Publication
 from shared_db.web.app import session
 from shared_db.web.inputs import BIGINT_MAX, INT_MAX, RequestBody, StorableText
-from shared_db.web.pagination import DEFAULT_LIMIT, PAGINATED, Cursor, Limit, page
+from shared_db.web.pagination import PAGINATED, Paging, page
 from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -86,25 +86,9 @@ def create_listing(body: ListingIn, db: Db) -> Listing:
 
 
 @router.get("/listings", response_model=list[ListingOut], responses=PAGINATED)
-def list_listings(
-    db: Db,
-    request: Request,
-    response: Response,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> list[Listing]:
+def list_listings(db: Db, paging: Paging) -> list[Listing]:
     """The newest listings first."""
-    keys = (Listing.created_at, Listing.id)
-    return page(
-        db,
-        select(Listing),
-        keys,
-        limit=limit,
-        cursor=cursor,
-        request=request,
-        response=response,
-        descending=True,
-    )
+    return page(db, select(Listing), (Listing.created_at, Listing.id), paging, descending=True)
 
 
 @router.get("/listings/{listing_id}", response_model=ListingOut)
@@ -148,19 +132,11 @@ def publish(listing_id: ListingId, body: PublicationIn, db: Db, response: Respon
 @router.get(
     "/listings/{listing_id}/publications", response_model=list[PublicationOut], responses=PAGINATED
 )
-def list_publications(
-    listing_id: ListingId,
-    db: Db,
-    request: Request,
-    response: Response,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> list[Publication]:
+def list_publications(listing_id: ListingId, db: Db, paging: Paging) -> list[Publication]:
     """The publications of a listing, by channel."""
     _listing(db, listing_id)
     query = select(Publication).where(Publication.listing_id == listing_id)
-    keys = (Publication.channel,)
-    return page(db, query, keys, limit=limit, cursor=cursor, request=request, response=response)
+    return page(db, query, (Publication.channel,), paging)
 
 
 @router.delete("/listings/{listing_id}/publications/{channel}", response_model=PublicationOut)

@@ -5,12 +5,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from shared_db.models.scoring_engine import Mockup, Score
 from shared_db.web.app import session
 from shared_db.web.inputs import RequestBody, StorableText
-from shared_db.web.pagination import DEFAULT_LIMIT, PAGINATED, Cursor, Limit, page
+from shared_db.web.pagination import PAGINATED, Paging, page
 from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,13 +71,7 @@ def create_score(body: ScoreIn, db: Db) -> Score:
 
 @router.get("/scores", response_model=list[ScoreOut], responses=PAGINATED)
 def list_scores(
-    db: Db,
-    request: Request,
-    response: Response,
-    status: Status | None = None,
-    signal_id: uuid.UUID | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    db: Db, paging: Paging, status: Status | None = None, signal_id: uuid.UUID | None = None
 ) -> list[Score]:
     """The newest scores first, optionally only those of one status or signal."""
     query = select(Score)
@@ -85,17 +79,7 @@ def list_scores(
         query = query.where(Score.status == status)
     if signal_id is not None:
         query = query.where(Score.signal_id == signal_id)
-    keys = (Score.created_at, Score.id)
-    return page(
-        db,
-        query,
-        keys,
-        limit=limit,
-        cursor=cursor,
-        request=request,
-        response=response,
-        descending=True,
-    )
+    return page(db, query, (Score.created_at, Score.id), paging, descending=True)
 
 
 @router.get("/scores/{score_id}", response_model=ScoreOut)
@@ -115,16 +99,8 @@ def create_mockup(score_id: uuid.UUID, body: MockupIn, db: Db) -> Mockup:
 
 
 @router.get("/scores/{score_id}/mockups", response_model=list[MockupOut], responses=PAGINATED)
-def list_mockups(
-    score_id: uuid.UUID,
-    db: Db,
-    request: Request,
-    response: Response,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> list[Mockup]:
+def list_mockups(score_id: uuid.UUID, db: Db, paging: Paging) -> list[Mockup]:
     """The mockups of a score, oldest first."""
     _score(db, score_id)
     query = select(Mockup).where(Mockup.score_id == score_id)
-    keys = (Mockup.created_at, Mockup.id)
-    return page(db, query, keys, limit=limit, cursor=cursor, request=request, response=response)
+    return page(db, query, (Mockup.created_at, Mockup.id), paging)

@@ -4,12 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AliasPath, BaseModel, ConfigDict, Field
 from shared_db.models.signal_ingestion import Signal, SignalSource
 from shared_db.web.app import session
 from shared_db.web.inputs import JsonObject, RequestBody, StorableText
-from shared_db.web.pagination import DEFAULT_LIMIT, PAGINATED, Cursor, Limit, page
+from shared_db.web.pagination import PAGINATED, Paging, page
 from shared_db.web.problem_details import HttpProblem
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -103,27 +103,14 @@ def receive_signal(body: SignalIn, db: Db, response: Response) -> Signal:
 @router.get("/signals", response_model=list[SignalOut], responses=PAGINATED)
 def list_signals(
     db: Db,
-    request: Request,
-    response: Response,
+    paging: Paging,
     source: Annotated[StorableText | None, Query(min_length=1, max_length=128)] = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
 ) -> list[Signal]:
     """The newest signals first, optionally only those of the source called ``source``."""
     query = select(Signal).join(Signal.source).options(contains_eager(Signal.source))
     if source is not None:
         query = query.where(SignalSource.name == source)
-    keys = (Signal.received_at, Signal.id)
-    return page(
-        db,
-        query,
-        keys,
-        limit=limit,
-        cursor=cursor,
-        request=request,
-        response=response,
-        descending=True,
-    )
+    return page(db, query, (Signal.received_at, Signal.id), paging, descending=True)
 
 
 @router.get("/signals/{signal_id}", response_model=SignalOut)
@@ -132,20 +119,6 @@ def get_signal(signal_id: uuid.UUID, db: Db) -> Signal:
 
 
 @router.get("/sources", response_model=list[SourceOut], responses=PAGINATED)
-def list_sources(
-    db: Db,
-    request: Request,
-    response: Response,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> list[SignalSource]:
+def list_sources(db: Db, paging: Paging) -> list[SignalSource]:
     """The sources, by name."""
-    return page(
-        db,
-        select(SignalSource),
-        (SignalSource.name,),
-        limit=limit,
-        cursor=cursor,
-        request=request,
-        response=response,
-    )
+    return page(db, select(SignalSource), (SignalSource.name,), paging)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -50,6 +50,22 @@ PAGINATED: dict[int | str, dict[str, Any]] = {200: {"headers": LINK_HEADER}}
 """``responses=`` of a paginated route: documents the ``Link`` header."""
 
 Row = TypeVar("Row")
+
+
+class PageRequest:
+    """The paging of a list request (a FastAPI dependency: ``paging: Paging``)."""
+
+    def __init__(
+        self,
+        request: Request,
+        response: Response,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> None:
+        self.request, self.response, self.limit, self.cursor = request, response, limit, cursor
+
+
+Paging = Annotated[PageRequest, Depends()]
 
 
 def _encode(values: Sequence[Any]) -> str:
@@ -94,26 +110,21 @@ def page(
     db: Session,
     query: Select[Row],
     keys: Sequence[InstrumentedAttribute[Any]],
+    paging: PageRequest,
     *,
-    limit: int,
-    cursor: str | None,
-    request: Request,
-    response: Response,
     descending: bool = False,
 ) -> list[Row]:
-    """One page of ``query`` ordered by ``keys`` (unique together), after ``cursor``;
+    """One page of ``query`` ordered by ``keys`` (unique together), after the cursor;
     sets the ``Link`` header when more rows follow."""
     key = tuple_(*keys)
-    if cursor is not None:
-        after = decode_cursor(cursor, [k.type.python_type for k in keys])
+    if paging.cursor is not None:
+        after = decode_cursor(paging.cursor, [k.type.python_type for k in keys])
         query = query.where(key < tuple_(*after) if descending else key > tuple_(*after))
     order = [k.desc() if descending else k.asc() for k in keys]
-    rows = list(db.scalars(query.order_by(*order).limit(limit + 1)))
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        params = [(name, value) for name, value in request.query_params.multi_items()]
-        params = [(n, v) for n, v in params if n != "cursor"]
-        params.append(("cursor", _encode([getattr(last, k.key) for k in keys])))
-        response.headers["Link"] = f'<?{urlencode(params)}>; rel="next"'
+    rows = list(db.scalars(query.order_by(*order).limit(paging.limit + 1)))
+    if len(rows) > paging.limit:
+        rows = rows[: paging.limit]
+        params = [(n, v) for n, v in paging.request.query_params.multi_items() if n != "cursor"]
+        params.append(("cursor", _encode([getattr(rows[-1], k.key) for k in keys])))
+        paging.response.headers["Link"] = f'<?{urlencode(params)}>; rel="next"'
     return rows
