@@ -11,6 +11,7 @@ does (their own tests cover them).
 
 import functools
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -58,9 +59,19 @@ def _app(service: str) -> FastAPI:
 
 
 # A URL cannot carry a lone surrogate (it is bytes); a body's JSON can ("\ud800").
-HOSTILE_URL_TEXT = st.sampled_from(["\x00", "a\x00b", "\u202e\U0001f4a5", "../.."])
-HOSTILE_TEXT = st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfff", "\u202e\U0001f4a5"])
-HOSTILE_NUMBERS = st.sampled_from([2**31, 2**63, -(2**63) - 1, 10**30, float("nan"), float("inf")])
+URL_TEXTS = ("\x00", "a\x00b", "\u202e\U0001f4a5", "../..")
+TEXTS = ("\x00", "a\x00b", "\ud800", "x\udfff", "\u202e\U0001f4a5")
+NUMBERS = (2**31, 2**63, -(2**63) - 1, 10**30, float("nan"), float("inf"))
+HOSTILE_URL_TEXT, HOSTILE_TEXT = st.sampled_from(URL_TEXTS), st.sampled_from(TEXTS)
+HOSTILE_NUMBERS = st.sampled_from(NUMBERS)
+
+
+def _hostile(leaf: Any) -> bool:
+    if isinstance(leaf, float):
+        return not math.isfinite(leaf)
+    return (isinstance(leaf, str) and leaf in {*URL_TEXTS, *TEXTS}) or (
+        type(leaf) is int and leaf in NUMBERS
+    )
 
 
 def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -160,7 +171,14 @@ def _exercise(case: Case[Any], client: TestClient) -> None:
         params=kwargs.get("params"),
         content=content,
     )
-    case.validate_response(response, checks=CHECKS)
+    containers = (case.body, case.query, case.path_parameters)
+    if any(_hostile(leaf) for value in containers for _, leaf in _leaves(value)):
+        # Salted after generation: a case generated invalid may have become valid (its bad
+        # value replaced), so "invalid data must be refused" no longer applies to it.
+        checks = [check for check in CHECKS if check is not negative_data_rejection]
+    else:
+        checks = CHECKS
+    case.validate_response(response, checks=checks)
 
 
 def parametrize(service: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
