@@ -26,6 +26,8 @@ SOURCES = "packages/*/src"
 COMPOSE = Path("docker/compose.yaml")
 # Files layered on top of it (docker compose -f docker/compose.yaml -f <file>).
 COMPOSE_OVERRIDES = (Path("docker/compose.migrate-job.yaml"),)
+# The profile an override is used with: its services depend on services of that profile.
+OVERRIDE_PROFILES = {Path("docker/compose.migrate-job.yaml"): "migrate-job"}
 COMPOSE_SCHEMA = Path("docker/schema/compose-spec.json")
 NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -151,7 +153,12 @@ def compose_config(c: Context, root: Path) -> None:
 
 
 def _files(files: list[Path]) -> list[str]:
-    return [argument for path in files for argument in ("-f", str(path))]
+    """``-f`` for each file, and ``--profile`` for the profile an override is used with."""
+    arguments = [argument for path in files for argument in ("-f", str(path))]
+    for path in files[1:]:
+        profile = next((p for f, p in OVERRIDE_PROFILES.items() if path.match(str(f))), None)
+        arguments += ["--profile", profile] if profile else []
+    return arguments
 
 
 def hadolint(c: Context, root: Path) -> None:
