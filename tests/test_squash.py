@@ -231,3 +231,32 @@ def test_squash_replaces_the_chain_by_a_proven_baseline(history: Repo, pg_server
             past,
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'grades'",
         ) == [(0,)]
+
+
+def test_a_baseline_that_misses_something_is_refused_and_nothing_written(
+    history: Repo, empty_database: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proof compares catalogs, not the dump with itself: a dump that lost the
+    trigger (as a pg_dump option or a filter could) is caught."""
+    from db_devtools.workflow import schema_dump, squash
+
+    dump = schema_dump.schema_statements
+    monkeypatch.setattr(
+        squash,
+        "schema_statements",
+        lambda *args: [s for s in dump(*args) if "CREATE TRIGGER" not in s],
+    )
+    before = history.revisions()
+    result = history.invoke(
+        "migrate.squash", "--service", SERVICE, "--to", "0011",
+        env={"DATABASE_URL": raw(empty_database)},
+    )  # fmt: skip
+    assert result.one_line_error() == (
+        "error: scoring_engine: cannot squash to 0011: the schemas at 0011 (old chain, baseline) "
+        "differ: triggers: ('public', 'grades', 'grades_note', 'CREATE TRIGGER grades_note "
+        "BEFORE INSERT ON grades FOR EACH ROW EXECUTE FUNCTION grade_note()', 'O') only in the "
+        "first; nothing written; the history builds something the dump does not carry over; "
+        "squash to an earlier revision, or report it"
+    )
+    assert history.revisions() == before
+    assert history.git("status", "--porcelain") == ""

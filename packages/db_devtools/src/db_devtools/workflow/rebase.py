@@ -500,7 +500,17 @@ def rebase(
     for service in services:
         versions = config.versions_dir(service)
         location = versions.parent
-        if op.kind:
+        if not op.kind:
+            # The files it rewrites must be committed: git can then show and undo it all.
+            dirty = gitstate.uncommitted(root, location)
+            if dirty:
+                raise WorkflowError(
+                    f"cannot rebase: the history has uncommitted changes "
+                    f"({', '.join(sorted(p.name for p in dirty))})",
+                    kind="dirty_history",
+                    service=service,
+                )
+        else:
             open_files = [
                 p for p in gitstate.unmerged(root, location) if p.name != head_marker.MARKER
             ]
@@ -527,17 +537,8 @@ def rebase(
         if not moves and not (op.kind and conflicted):
             result.skipped.append(service)
             continue
-        if moves and not op.kind:
-            dirty = gitstate.uncommitted(root, location)
-            if dirty:
-                raise WorkflowError(
-                    f"cannot rebase: the history has uncommitted changes "
-                    f"({', '.join(sorted(p.name for p in dirty))})",
-                    kind="dirty_history",
-                    service=service,
-                )
-        _refuse_released(config, root, service, moves, base, list(database_urls or []))
         if moves:
+            _refuse_released(config, root, service, moves, base, list(database_urls or []))
             _check_local(config, plan, base, local, forks)
         checkouts[service] = checkout
         result.plans.append(plan)
