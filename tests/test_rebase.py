@@ -84,7 +84,7 @@ def test_parallel_revisions_conflict_in_git_and_rebase_resolves_the_merge(
     assert against.code == 1
     assert against.out.splitlines()[1] == (
         "scoring_engine: this branch and main both added revisions: merging stops on the "
-        "head marker (the merged history would have heads 0011, 0012); move this branch's "
+        "head marker; move this branch's "
         "revisions on top of main's first: run: invoke migrate.rebase --service "
         "scoring_engine --onto main (or, after merging, join the heads: invoke migrate.merge "
         "--service scoring_engine)"
@@ -302,6 +302,13 @@ def test_rebase_refuses_released_and_applied_revisions(
 
     with scratch_database(pg_server, "dev") as development:
         dev = {"DATABASE_URL": raw(development)}
+        # On the main branch (here: this one, by SIGNALMARKET_MAIN_BRANCH), it is released.
+        assert refused(env={**dev, "SIGNALMARKET_MAIN_BRANCH": "feature"}) == (
+            "error: scoring_engine: cannot move 0011 (0011_create_audit.py): it is on feature, "
+            "the main branch (released); a released revision keeps its ID and place; leave it "
+            "where it is: after the git merge, join the heads with a merge revision: invoke "
+            "migrate.merge --service scoring_engine"
+        )
         # On a tag, it is released.
         repo.git("tag", "v1.0")
         assert refused(env=dev) == (

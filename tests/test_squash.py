@@ -89,7 +89,7 @@ from alembic import op
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
-depends_on = None
+depends_on = "0004"  # squashed away: becomes the baseline
 phase = "expand"
 
 
@@ -173,9 +173,14 @@ def test_squash_replaces_the_chain_by_a_proven_baseline(history: Repo, pg_server
         assert "1 enums, 1 functions, 3 rows" in lines[1]
         assert "old chain = baseline = sha256:" in lines[2]
         assert "revisions after 0011 apply (0012)" in lines[2]
-        assert lines[-1] == "  head marker: 0012_weigh_grades"
+        assert lines[-2:] == [
+            "  rewritten: 0012_weigh_grades.py (its parent or dependency is now 0011)",
+            "  head marker: 0012_weigh_grades",
+        ]
         assert repo.revisions() == ["0011_baseline.py", "0012_weigh_grades.py"]
-        assert (repo.versions / "0012_weigh_grades.py").read_text() == later_source
+        assert (repo.versions / "0012_weigh_grades.py").read_text() == later_source.replace(
+            'depends_on = "0004"', 'depends_on = "0011"'
+        )
         assert (repo.path / MIGRATIONS / SERVICE / "head.txt").read_text() == "0012_weigh_grades\n"
         validated = repo.invoke("migrate.validate", "--offline", "--service", SERVICE)
         assert validated.code == 0, validated.output
@@ -220,6 +225,11 @@ def test_squash_replaces_the_chain_by_a_proven_baseline(history: Repo, pg_server
             "scoring_engine --target 0011; then this code runs on it"
         )
         assert sql(below, "SELECT version_num FROM alembic_version_scoring_engine") == [("0004",)]
+        below_config = config_for(below, migrations_dir=config.migrations_dir)
+        assert commands.status(below_config, SERVICE).state == (
+            "at 0004, squashed into the baseline 0011 (upgrade it to 0011 with an older "
+            "release first)"
+        )
 
         # The baseline's downgrade empties the database, its records with it.
         down = commands.downgrade(

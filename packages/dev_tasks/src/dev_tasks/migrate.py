@@ -303,7 +303,7 @@ def _against(ref: str, services: tuple[str, ...]) -> list["Report"]:
                         service,
                         "parallel_revisions",
                         f"this branch and {ref} both added revisions: merging stops on the head "
-                        f"marker (the merged history would have heads {', '.join(report.heads)})",
+                        "marker",
                         path=real.parent / "head.txt",
                         detail=ref,
                     ),

@@ -34,7 +34,8 @@ class Revision:
     message: str
     phase: str | None = None  # None: the file declares none (written before phases)
     # A baseline (``migrate.squash``) replaces the revisions up to its own ID: (ID, sha256
-    # of that revision's file as databases applied it), from ``replaces = {...}``.
+    # of that revision's file as databases applied it), from ``replaces = {...}``; later
+    # revisions whose header the squash rewrote are listed too, with their old checksum.
     replaces: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -339,12 +340,12 @@ class History:
 
     def replaced(self) -> dict[str, Revision]:
         """Revisions squashed away, each with the baseline that replaces it (a baseline
-        keeps its own ID, so it is not among them)."""
+        keeps its own ID, and lists the later revisions it rewrote: those are here)."""
         return {
             rev: baseline
             for baseline in self.revisions.values()
             for rev, _checksum in baseline.replaces
-            if rev != baseline.id
+            if rev not in self.revisions
         }
 
     def numbers(self) -> Iterator[int]:

@@ -6,9 +6,10 @@ have move, in order, after ``REF``'s head: new sequential IDs after ``REF``'s hi
 new file names, ``down_revision``/``depends_on`` rewritten (``rewrite``: the rest of each
 file byte for byte), the head marker naming the new head. Before anything is written:
 
-- a revision that is released (on a tag) or recorded as applied in a database given
-  with ``--database-url`` is not moved: a database that ran it would skip it under its
-  new place in the chain (Alembic's silent skip), or run it twice;
+- a revision that is released (on the main branch, or on a tag) or recorded as applied
+  in a database given with ``--database-url`` is not moved: a database that ran it
+  would skip it under its new place in the chain (Alembic's silent skip), or run it
+  twice;
 - the development database must not hold the revisions that move (``local="downgrade"``
   downgrades them first, with their old files);
 - revisions that landed on ``REF`` since the fork and touch the tables the moved ones
@@ -69,17 +70,12 @@ class Plan:
     landed: list[str] = field(default_factory=list)  # on REF since the fork, oldest first
     warnings: list[str] = field(default_factory=list)
     marker: str = ""  # what the head marker says afterwards
-    marker_conflicted: bool = False  # git stopped on it: the resolution is staged
     local_target: str | None = None  # the development database downgraded to this first
     local_revisions: tuple[str, ...] = ()
     local_current: tuple[str, ...] = ()
     local_database: str = ""
     proven_s: float | None = None
     base_files: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def moving(self) -> bool:
-        return bool(self.moves)
 
     @property
     def head(self) -> str:
@@ -305,8 +301,23 @@ def _refuse_released(
     base: History,
     database_urls: list[str],
 ) -> None:
-    holding = gitrefs.tags_holding(root, config.versions_dir(service))
+    versions = config.versions_dir(service)
+    holding = gitrefs.tags_holding(root, versions)
+    try:
+        main = gitrefs.main_ref(root, config.main_branch)
+    except WorkflowError:
+        main = None
+    on_main = gitrefs.file_names_at(root, main, versions) if main else set()
     for move in moves:
+        if move.old.path.name in on_main:
+            raise WorkflowError(
+                f"cannot move {move.old.id} ({move.old.path.name}): it is on {main}, the main "
+                "branch (released); a released revision keeps its ID and place",
+                kind="released_revision",
+                service=service,
+                revision=move.old.id,
+                path=move.old.path,
+            )
         tags = holding.get(move.old.path.name)
         if tags:
             raise WorkflowError(
@@ -532,7 +543,6 @@ def rebase(
         marker = head_marker.read(versions)
         conflicted = marker is not None and marker.conflicted
         plan = Plan(service, name, base.heads[0], moves, landed, base_files=texts)
-        plan.marker_conflicted = conflicted
         plan.marker = moves[-1].new_path.stem if moves else _combined_marker(base, checkout)
         if not moves and not (op.kind and conflicted):
             result.skipped.append(service)

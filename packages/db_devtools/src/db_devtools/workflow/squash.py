@@ -229,9 +229,9 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 phase: str = "{phase}"
-# The revisions this baseline replaces, each with the checksum of its file as databases
-# applied it: one stamped at a removed revision is told what to do, and one at or past
-# {rev} is not reported as changed since.
+# The revisions this baseline replaces (and later ones the squash rewrote), each with the
+# checksum of its file as databases applied it: one stamped at a removed revision is
+# told what to do, and one at or past {rev} is not reported as changed since.
 replaces: dict[str, str] = {{
 {replaced_lines}}}
 
@@ -257,7 +257,7 @@ def downgrade() -> None:
 '''
 
 
-def _replaces(history: History, replaced: list[Revision]) -> dict[str, str]:
+def _replaces(replaced: list[Revision]) -> dict[str, str]:
     """Each replaced revision's checksum, with those an earlier baseline carried."""
     sums: dict[str, list[str]] = {}
     for revision in replaced:
@@ -330,7 +330,13 @@ def squash(
         at_head_old = fingerprint(old_url, service)
     plan.replay_s = time.perf_counter() - started
     plan.statements, plan.counts = len(upgrade), counts(at_rev_old)
-    replaces = _replaces(history, replaced)
+    replaces = _replaces(replaced)
+    # A later revision whose header the squash rewrites keeps, in the baseline, the
+    # checksum it had when databases past REV applied it: they are not reported as changed.
+    for later_id in plan.later:
+        revision = history.revisions[later_id]
+        if revision.path in rewritten:
+            replaces[later_id] = file_checksum(revision.path)
 
     started = time.perf_counter()
     name = plan.baseline.name
