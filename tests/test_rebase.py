@@ -98,6 +98,15 @@ def test_parallel_revisions_conflict_in_git_and_rebase_resolves_the_merge(
         repo
     )
 
+    # A ref that neither side of the stopped merge holds is not a side to build on.
+    elsewhere = repo.git("commit-tree", "main^{tree}", "-p", "main~1", "-m", "x").strip()
+    refused = repo.invoke("migrate.rebase", "--onto", elsewhere, env=env)
+    assert refused.one_line_error() == (
+        f"error: a git merge is in progress and neither of its sides holds {elsewhere}; run it "
+        "without --onto: the side to build on is the one the stopped git operation builds on"
+    )
+    assert conflicted(repo) == [str(MARKER)]
+
     rebased = repo.invoke("migrate.rebase", "--service", SERVICE, env=env)
     assert rebased.code == 0, rebased.output
     lines = rebased.out.splitlines()

@@ -1,16 +1,19 @@
-"""The pieces under rebase and squash that need no database: header rewrites of revision
-files, the SQL statement splitter, and the head marker's checks."""
+"""The pieces under rebase and squash that need neither git nor a database: header
+rewrites of revision files, the SQL statement splitter, the head marker's checks, and
+which revisions a rebase moves where."""
 
 from pathlib import Path
 
 import pytest
+from db_devtools.errors import WorkflowError
 from db_devtools.workflow import head_marker
+from db_devtools.workflow.rebase import plan_moves
 from db_devtools.workflow.rewrite import rewrite_header
 from db_devtools.workflow.schema_dump import split_statements
 from db_devtools.workflow.validate import validate_directory
 from dev_tasks.hints import for_problem
 from helpers import config_for
-from shared_db.history import Revision, parse_revision_file, read_directory
+from shared_db.history import History, Revision, parse_revision_file, read_directory
 from shared_db.services import SERVICES
 
 ANNOTATED = '''"""Add the émoji column — with a tab\tand "quotes".
@@ -161,3 +164,78 @@ def test_each_history_of_the_project_has_a_marker_naming_its_head(service: str) 
     marker = head_marker.read(versions)
     assert marker is not None and not marker.conflicted
     assert marker.text == f"{head_marker.expected(read_directory(versions))}\n"
+
+
+# -- which revisions a rebase moves, and where -------------------------------------------
+
+
+def _write(folder: Path, rev: str, *down: str, depends_on: str | None = None) -> Revision:
+    parents = "None" if not down else f'"{down[0]}"' if len(down) == 1 else repr(down)
+    path = folder / f"{rev}_{rev}.py"
+    path.write_text(
+        f'"""{rev}\n\nRevision ID: {rev}\nRevises: {", ".join(down)}\n"""\n'
+        f'revision = "{rev}"\ndown_revision = {parents}\n'
+        f"depends_on = {depends_on!r}\n"
+    )
+    return parse_revision_file(path)
+
+
+def _base(tmp_path: Path, *chain: str) -> History:
+    folder = tmp_path / "base"
+    folder.mkdir()
+    return History.from_revisions(
+        _write(folder, rev, *((chain[i - 1],) if i else ())) for i, rev in enumerate(chain)
+    )
+
+
+def test_a_branch_with_a_merge_moves_as_a_whole(tmp_path: Path) -> None:
+    base = _base(tmp_path, "0001", "0002", "0003")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    checkout = [
+        _write(mine, "0003a", "0002"),
+        _write(mine, "0003b", "0002"),
+        _write(mine, "0004", "0003a", "0003b", depends_on="0003a"),
+    ]
+    moves, landed, forks = plan_moves("scoring_engine", "main", base, checkout)
+    assert [(m.old.id, m.new_id, m.new_down, m.new_depends_on) for m in moves] == [
+        ("0003a", "0004", ("0003",), ()),
+        ("0003b", "0005", ("0003",), ()),
+        ("0004", "0006", ("0004", "0005"), ("0004",)),
+    ]
+    assert (landed, forks) == (["0003"], ["0002"])
+    assert "Revises: 0004, 0005\n" in moves[2].source
+
+
+def test_a_merge_with_the_other_side_becomes_a_single_parent(tmp_path: Path) -> None:
+    base = _base(tmp_path, "0001", "0002", "0003")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    checkout = [_write(mine, "0003x", "0002"), _write(mine, "0004x", "0003x", "0002")]
+    moves, _landed, _forks = plan_moves("scoring_engine", "main", base, checkout)
+    assert [(m.new_id, m.new_down) for m in moves] == [("0004", ("0003",)), ("0005", ("0004",))]
+
+
+def test_what_a_rebase_cannot_move_says_why(tmp_path: Path) -> None:
+    base = _base(tmp_path, "0001", "0002")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(WorkflowError, match="revises 0009, which main does not have") as raised:
+        plan_moves("scoring_engine", "main", base, [_write(mine, "0003", "0009")])
+    assert raised.value.kind == "unknown_parent"
+    # ... unless an earlier stop of a git rebase moved it: then it is below main's head.
+    moves, _landed, _forks = plan_moves(
+        "scoring_engine", "HEAD", base, [_write(mine, "0004", "0009")], frozenset({"0009"})
+    )
+    assert [(m.new_id, m.new_down) for m in moves] == [("0003", ("0002",))]
+    two = [_write(mine, "0005", "0001"), _write(mine, "0006", "0001")]
+    with pytest.raises(WorkflowError, match="the revisions to move have 2 heads") as raised:
+        plan_moves("scoring_engine", "main", base, two)
+    assert raised.value.kind == "moved_heads"
+
+
+def test_revisions_on_top_already_do_not_move(tmp_path: Path) -> None:
+    base = _base(tmp_path, "0001", "0002")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert plan_moves("scoring_engine", "main", base, [_write(mine, "0003", "0002")])[0] == []
