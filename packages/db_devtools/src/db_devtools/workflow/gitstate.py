@@ -1,7 +1,6 @@
 """The checkout's state: a merge or rebase that stopped, unmerged and uncommitted files,
 and staging a resolution. Read with git's plumbing; nothing here commits."""
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +9,7 @@ from db_devtools.errors import WorkflowError
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args], cwd=root, capture_output=True, text=True, check=False, env=os.environ
-    )
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
 
 def _git_path(root: Path, name: str) -> Path:

@@ -20,6 +20,9 @@ from shared_db.history import History
 from shared_db.soundness import Problem
 
 MARKER = "head.txt"
+# The problems of a marker that disagrees: the history itself is sound, so the other
+# checks (lint, the database ones) still run.
+MARKER_KINDS = frozenset({"head_marker_conflict", "stale_head_marker"})
 _CONFLICT_LINES = ("<<<<<<<", "=======", ">>>>>>>", "|||||||")
 
 

@@ -54,7 +54,7 @@ def dump_sql(config: DevConfig, url: URL, service: str) -> str:
         "--column-inserts",
         *(f"--exclude-table=*.{table}" for table in runner_tables(service)),
     ]
-    env = {**os.environ, **({"PGPASSWORD": str(password)} if password else {})}
+    env = os.environ | ({"PGPASSWORD": str(password)} if password else {})
     try:
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:

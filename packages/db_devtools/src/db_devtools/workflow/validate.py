@@ -17,7 +17,7 @@ from shared_db.services import check_service
 from shared_db.soundness import Problem, history_problems
 
 from db_devtools.config import DevConfig
-from db_devtools.workflow.head_marker import marker_problems
+from db_devtools.workflow.head_marker import MARKER_KINDS, marker_problems
 from db_devtools.workflow.history_cache import read_directory
 
 
@@ -120,7 +120,7 @@ def validate(
     report = validate_directory(
         check_service(service), config.versions_dir(service), config.cache_dir
     )
-    if not report.ok:
+    if any(p.kind not in MARKER_KINDS for p in report.problems):
         return report  # a broken graph can be neither rendered nor upgraded
     if lint:
         report.problems.extend(lint_problems(config, service))
