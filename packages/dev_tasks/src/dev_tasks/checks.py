@@ -20,7 +20,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from dev_tasks.environment import dev_config
+from dev_tasks.environment import announce_backend, dev_config
+from dev_tasks.errors import reported
 
 SOURCES = "packages/*/src"
 COMPOSE = Path("docker/compose.yaml")
@@ -42,7 +43,11 @@ def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
     selection = f" -k {shlex.quote(k)}" if k else ""
     count = (os.cpu_count() or 1) if workers < 0 else workers
     parallel = f" -n {count}" if count > 1 else ""
-    with c.cd(str(dev_config().project_root)):
+    config = dev_config()
+    if not config.database_url:
+        with reported():
+            announce_backend(config)  # once here, not once per test worker
+    with c.cd(str(config.project_root)):
         # Bytecode of the project's own modules, written once: with PYTHONDONTWRITEBYTECODE
         # set (common in containers and CI), every process the tests start would compile
         # them again (~0.6 s each).

@@ -45,6 +45,7 @@ HINTS: dict[str, str] = {
     "server_not_ready": "read the log named above, then run: invoke db.up",
     "no_free_port": "free a port on 127.0.0.1, then run: invoke db.up",
     "compose_failed": "fix Docker, set DATABASE_URL, or use SIGNALMARKET_POSTGRES=local",
+    "no_compose": "install Compose (the plugin or docker-compose), or SIGNALMARKET_POSTGRES=local",
     "no_compose_file": "set DATABASE_URL, or run from a checkout of the project",
     "cannot_create_database": "create it, or set DATABASE_URL to an existing database",
     "port_in_use": "stop that program, or move the four ports: invoke up --base-port 9000",
