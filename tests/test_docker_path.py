@@ -23,8 +23,11 @@ from db_devtools.errors import ProvisioningError
 from db_devtools.provisioning import docker, resolve
 from db_devtools.provisioning.databases import drop_database
 from db_devtools.provisioning.local import LocalServer
+from dev_tasks.hints import for_error
 from helpers import ROOT, config_for, execute, head, invoke, service_client, sql
 from shared_db import commands
+from shared_db.errors import SharedDbError
+from shared_db.web.hints import one_line
 from sqlalchemy.engine import URL
 from test_postgres_local import remove_outside_state
 
@@ -367,7 +370,17 @@ def test_tables_the_superuser_made_lock_the_service_role_out(own_server: URL) ->
     try:
         as_superuser = own_server.set(database=SERVICE)
         commands.upgrade(config_for(as_superuser), SERVICE)
-        with pytest.raises(Exception, match=r"must be owner|permission denied"):
+        with pytest.raises(SharedDbError, match=r"must be owner|permission denied") as error:
             commands.downgrade(config_for(url), SERVICE, "base")
+        for in_container in (True, False):
+            line = one_line(error.value, in_container=in_container)
+            assert line.endswith(
+                "its tables belong to another role: migrate as the role the service uses (the "
+                "owner of its database), or give them to it: ALTER TABLE ... OWNER TO <role>"
+            ), line
+            assert "invoke" not in line
+        assert for_error(error.value).endswith(
+            "or give them to it: ALTER TABLE ... OWNER TO <role>"
+        )
     finally:
         _drop_service(own_server)
