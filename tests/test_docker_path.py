@@ -4,7 +4,7 @@ The compose CLI is replaced by a small fake (``docker``/``docker-compose`` scrip
 ``PATH``, and a socket that answers the engine's ``/_ping``), so every answer Docker can
 give is reproducible: a missing plugin, a failing ``up``, a ``stop`` that fails, a
 container-name conflict between concurrent callers. Everything that needs Postgres uses
-a real one. The real engine is exercised by hand (docs/benchmarks.md, "Docker path").
+a real one. The real engine was exercised by hand: docs/docker.md.
 """
 
 import os
@@ -23,10 +23,12 @@ from db_devtools.errors import ProvisioningError
 from db_devtools.provisioning import docker, resolve
 from db_devtools.provisioning.databases import drop_database
 from db_devtools.provisioning.local import LocalServer
+from db_devtools.provisioning.ports import free_port
 from dev_tasks.hints import for_error
 from helpers import ROOT, config_for, execute, head, invoke, service_client, sql
 from shared_db import commands
 from shared_db.errors import SharedDbError
+from shared_db.services import SERVICES, env_prefix
 from shared_db.web.hints import one_line
 from sqlalchemy.engine import URL
 from test_postgres_local import remove_outside_state
@@ -100,7 +102,7 @@ class FakeDocker:
             (self.bin / name).chmod(0o755)
         # PATH holds this folder only (a real docker-compose may be in /usr/bin): the
         # few utilities the scripts use are linked in.
-        for tool in ("cat", "mkdir", "rmdir", "sleep", "touch", "dirname"):
+        for tool in ("bash", "cat", "mkdir", "rmdir", "sleep", "touch", "dirname"):
             found = shutil.which(tool)
             assert found is not None
             (self.bin / tool).symlink_to(found)
@@ -384,3 +386,56 @@ def test_tables_the_superuser_made_lock_the_service_role_out(own_server: URL) ->
         )
     finally:
         _drop_service(own_server)
+
+
+# -- invoke docker.* ---------------------------------------------------------------------
+
+
+def free_ports() -> dict[str, str]:
+    """Host ports for the compose file that nothing here listens on (a real stack may
+    hold the defaults)."""
+    names = [f"{env_prefix(s)}_PORT" for s in SERVICES] + ["SIGNALMARKET_PG_PORT"]
+    return {name: str(free_port()) for name in names}
+
+
+def test_docker_tasks_on_an_engine_without_compose_say_what_to_install(fake: FakeDocker) -> None:
+    (fake.bin / "docker-compose").unlink()
+    line = invoke("docker.up").one_line_error()
+    assert line == (
+        f"error: a Docker engine answers on {fake.docker_host} but no compose works "
+        "(`docker compose`: docker: unknown command: docker compose; no `docker-compose` "
+        "command): install Compose (the docker compose plugin, or docker-compose), or run "
+        "without containers: invoke up"
+    )
+
+
+def test_docker_up_with_compose_v1_waits_for_health_and_prints_the_ports(
+    fake: FakeDocker,
+) -> None:
+    ports = free_ports()
+    result = invoke("docker.up", "--no-build", env=ports)
+    assert result.code == 0, result
+    assert "v1 up --detach" in fake.calls()
+    polled = {call.split()[-1] for call in fake.calls() if call.startswith("v1 ps -a -q")}
+    assert polled == {"api_gateway", "scoring_engine", "marketplace_publisher", "signal_ingestion"}
+    scoring, gateway = ports["SCORING_ENGINE_PORT"], ports["API_GATEWAY_PORT"]
+    assert f"scoring_engine         http://127.0.0.1:{scoring}" in result.out
+    assert f"api_gateway            http://127.0.0.1:{gateway}" in result.out
+    fake.set("status", "exited \n")
+    failed = invoke("docker.up", "--no-build", env=ports)
+    assert failed.code == 1
+    assert failed.one_line_error().startswith("error: not healthy: api_gateway is exited")
+
+
+def test_docker_up_refuses_a_busy_port_before_creating_anything(fake: FakeDocker) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = {**free_ports(), "SCORING_ENGINE_PORT": str(port)}
+        result = invoke("docker.up", "--no-build", env=ports)
+    assert result.one_line_error() == (
+        f"error: port {port} on 127.0.0.1 (scoring_engine) is in use by another program: "
+        "stop it, or publish scoring_engine elsewhere: SCORING_ENGINE_PORT=<port>"
+    )
+    assert not [call for call in fake.calls() if " up" in call]

@@ -20,13 +20,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from dev_tasks.environment import announce_backend, dev_config
-from dev_tasks.errors import reported
+from dev_tasks.environment import dev_config
 
 SOURCES = "packages/*/src"
 COMPOSE = Path("docker/compose.yaml")
 # Files layered on top of it (docker compose -f docker/compose.yaml -f <file>).
-COMPOSE_OVERRIDES = (Path("docker/compose.migrate-job.yaml"),)
+COMPOSE_OVERRIDES: tuple[Path, ...] = ()
 COMPOSE_SCHEMA = Path("docker/schema/compose-spec.json")
 NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -44,9 +43,6 @@ def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
     count = (os.cpu_count() or 1) if workers < 0 else workers
     parallel = f" -n {count}" if count > 1 else ""
     config = dev_config()
-    if not config.database_url:
-        with reported():
-            announce_backend(config)  # once here, not once per test worker
     with c.cd(str(config.project_root)):
         # Bytecode of the project's own modules, written once: with PYTHONDONTWRITEBYTECODE
         # set (common in containers and CI), every process the tests start would compile

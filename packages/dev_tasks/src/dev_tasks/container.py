@@ -28,13 +28,13 @@ def require_compose() -> tuple[str, ...]:
 
     config = dev_config()
     found = docker.probe(config.docker_host)
-    if found.compose is None:
-        raise Exit(
-            f"error: {found.reason}: start Docker and install Compose (v2 plugin or "
-            "docker-compose), or run without containers: invoke up",
-            code=1,
-        )
-    return found.compose.command
+    if found.compose is not None:
+        return found.compose.command
+    if docker.engine_answers(config.docker_host):
+        step = "install Compose (the docker compose plugin, or docker-compose)"
+    else:
+        step = "start Docker (or point DOCKER_HOST at one)"
+    raise Exit(f"error: {found.reason}: {step}, or run without containers: invoke up", code=1)
 
 
 def compose_command(compose: tuple[str, ...], *args: str) -> str:
@@ -52,7 +52,7 @@ def host_port(service: str) -> int:
 
 
 def _run(c: Context, command: str, action: str) -> None:
-    result = c.run(command, warn=True)
+    result = c.run(command, warn=True, in_stream=False)
     if result is None or result.failed:
         code = result.exited if result is not None else 1
         raise Exit(f"error: could not {action} (exit {code}; its output is above)", code=1)
@@ -71,6 +71,7 @@ def build(c: Context, service: str = "") -> None:
 def up(c: Context, build: bool = True) -> None:
     """Postgres, the migrate jobs and the four services; waits until every one is healthy."""
     compose = require_compose()
+    _check_ports()
     building = ["--build"] if build else []
     if compose == ("docker", "compose"):
         _run(c, compose_command(compose, "up", "--detach", "--wait", *building), "start")
@@ -82,6 +83,33 @@ def up(c: Context, build: bool = True) -> None:
         print(f"{service:<22} {url}  (ready: {url}/ready)")
     print(f"logs: {compose_command(compose, 'logs', '--follow')}")
     print("stop with: invoke docker.down (--volumes also drops the database)")
+
+
+def _check_ports() -> None:
+    """Refuse up front when a host port is held by another program: compose would create
+    the containers, fail to start one, and leave it in "Created". A port our own running
+    container publishes is held too, and is fine."""
+    from db_devtools.provisioning import docker
+    from db_devtools.provisioning.ports import port_free
+
+    config = dev_config()
+    wanted = {service: host_port(service) for service in PORTS}
+    wanted["postgres"] = config.compose_pg_port
+    with reported():
+        for service, port in wanted.items():
+            if port_free(port):
+                continue
+            if docker.container_state(config, service) in ("absent", "created", "exited", "dead"):
+                variable = (
+                    "SIGNALMARKET_PG_PORT"
+                    if service == "postgres"
+                    else (f"{env_prefix(service)}_PORT")
+                )
+                raise Exit(
+                    f"error: port {port} on 127.0.0.1 ({service}) is in use by another "
+                    f"program: stop it, or publish {service} elsewhere: {variable}=<port>",
+                    code=1,
+                )
 
 
 def _wait_healthy() -> None:

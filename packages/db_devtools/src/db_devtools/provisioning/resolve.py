@@ -116,11 +116,15 @@ def role_password(admin: URL, service: str) -> str:
 @contextlib.contextmanager
 def test_server(config: DevConfig) -> Iterator[URL]:
     """A server for a test run: ``DATABASE_URL``'s server if set, the compose Postgres
-    when Docker answers, else a throwaway local server that dies with this process."""
+    when asked for (``SIGNALMARKET_POSTGRES=docker``), else a throwaway local server that
+    dies with this process, also when Docker answers: test databases are disposable, the
+    throwaway server keeps them apart from the developer's data, and it runs in memory
+    (the suite took 95 s on it against 191 s on the compose Postgres, whose every
+    ``CREATE DATABASE`` and commit waits for the disk)."""
     if config.database_url:
         yield normalize(config.database_url).set(database="postgres")
         return
-    if backend(config) == "docker":
+    if config.backend == "docker":
         yield docker.compose_up(config)
         return
     server = local_server(config).throwaway()
