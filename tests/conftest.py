@@ -1,8 +1,9 @@
 """Fixtures: one real Postgres per test run, and fresh empty databases per test.
 
 The server comes from ``db_devtools.provisioning.resolve.test_server``: ``DATABASE_URL``'s
-server when set, the compose Postgres when Docker answers, else a throwaway local
-server that dies with the test process. Shared helpers live in ``helpers.py``.
+server when set, the compose Postgres with ``SIGNALMARKET_POSTGRES=docker``, else a
+throwaway local server that dies with the test process (also when Docker answers).
+Shared helpers live in ``helpers.py``.
 """
 
 import os

@@ -55,6 +55,18 @@ def sql(url: URL, query: str, **params: Any) -> list[tuple[Any, ...]]:
         engine.dispose()
 
 
+def shows_password(output: str, url: URL) -> bool:
+    """Whether ``output`` shows ``url``'s password. One equal to the user or database
+    name (the development default postgres/postgres) is legitimately there as that name:
+    then only its ``:password@`` form counts."""
+    password = url.password
+    if not isinstance(password, str) or not password:
+        return False
+    if password in (url.username, url.database, url.host):
+        return f":{password}@" in output
+    return password in output
+
+
 def execute(url: URL, statement: str) -> None:
     """One statement on ``url``'s database, committed."""
     engine = create_engine(url, poolclass=pool.NullPool)

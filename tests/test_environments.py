@@ -95,7 +95,8 @@ def test_postgres_has_a_healthcheck_a_volume_and_the_init_scripts(
     volumes = postgres["volumes"]
     # The data folder's parent from PostgreSQL 18's images on (they keep versioned
     # folders below it), the data folder itself before.
-    major = int(postgres["image"].split(":")[1].split(".")[0])
+    assert postgres["image"] == "${SIGNALMARKET_POSTGRES_IMAGE:-postgres:18}"
+    major = int(interpolate(postgres["image"]).split(":")[1].split(".")[0])
     data = "/var/lib/postgresql" if major >= 18 else "/var/lib/postgresql/data"
     named = [v.split(":")[0] for v in volumes if v.endswith(f":{data}")]
     assert named and named[0] in compose["volumes"]
@@ -118,14 +119,33 @@ def test_each_service_has_its_own_database_role_and_port(
     assert password_var in compose["services"]["postgres"]["environment"]
     assert spec["environment"]["SKIP_MIGRATIONS"] == "${SKIP_MIGRATIONS:-0}"
     assert spec["environment"]["LOG_LEVEL"] == "${LOG_LEVEL:-info}"
-    assert spec["ports"] == [f"127.0.0.1:{HOST_PORTS[service]}:8000"]
+    # Host ports: <SERVICE>_PORT, defaulting to the one port map.
+    assert spec["ports"] == [f"127.0.0.1:${{{service.upper()}_PORT:-{PORTS[service]}}}:8000"]
+    assert interpolate(spec["ports"][0]) == f"127.0.0.1:{HOST_PORTS[service]}:8000"
     assert PORTS[service] == HOST_PORTS[service]
-    assert spec["build"] == {
+    build = {
         "context": "..",
         "dockerfile": "docker/Dockerfile",
-        "args": {"SERVICE": service},
+        "args": {
+            "SERVICE": service,
+            "PYTHON_IMAGE": "${SIGNALMARKET_PYTHON_IMAGE:-python:3.12-slim}",
+            "PIP_INDEX_URL": "${PIP_INDEX_URL:-}",
+        },
     }
+    assert spec["build"] == build
     assert "/ready" in " ".join(spec["healthcheck"]["test"])
+    # It comes back after a crash or an engine restart, and Postgres's absence.
+    assert spec["restart"] == "unless-stopped"
+    # Its migrate step runs first, once: a service with SKIP_MIGRATIONS=1 on a fresh
+    # volume finds its database migrated.
+    migrate = compose["services"][f"migrate_{service}"]
+    assert spec["depends_on"][f"migrate_{service}"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert migrate["command"] == ["migrate"] and migrate["restart"] == "no"
+    assert migrate["image"] == spec["image"] and migrate["build"] == build
+    assert migrate["environment"]["DATABASE_URL"] == spec["environment"]["DATABASE_URL"]
+    assert "profiles" not in migrate
 
 
 def test_the_gateway_reaches_the_three_others_inside_the_compose_network(

@@ -98,6 +98,19 @@ def test_scrub_masks_the_secrets_of_a_url_in_any_text() -> None:
     assert scrub("nothing secret", "not a url") == "nothing secret"
 
 
+def test_a_password_equal_to_a_shown_name_does_not_garble_messages() -> None:
+    # The development defaults: postgres/postgres, and each service role's own name.
+    message = 'permission denied for table alembic_version_signal_ingestion at "postgres"'
+    for url in (
+        "postgresql://postgres:postgres@127.0.0.1:54329/postgres",
+        "postgresql://signal_ingestion:signal_ingestion@db/signal_ingestion",
+    ):
+        assert scrub(message, url) == message
+    assert scrub(message, "postgresql://u:signal_ingestion@db/app") == (
+        'permission denied for table alembic_version_*** at "postgres"'
+    )
+
+
 def test_where_names_the_host_port_and_database_only() -> None:
     assert where(normalize("postgresql://app:hunter2@db:6543/app")) == "db:6543/app"
     socket = normalize("postgresql://app@/app?host=/run/postgresql&port=5433&password=x")

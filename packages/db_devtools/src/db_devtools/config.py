@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from shared_db.config import DbConfig
 from shared_db.errors import ConfigurationError
+from shared_db.services import SERVICES, env_prefix
 
 BACKENDS = ("auto", "docker", "local")
 PARENT_DEATH = ("auto", "prctl", "watchdog")
@@ -31,6 +32,9 @@ class DevConfig(DbConfig):
     docker_host: str = "unix:///var/run/docker.sock"
     compose_pg_port: int = COMPOSE_PG_PORT
     compose_password: str = "postgres"
+    # <SERVICE>_DB_PASSWORD: the service roles' passwords on the compose Postgres (the
+    # same variables docker/compose.yaml reads; default: the service's name).
+    compose_role_passwords: tuple[tuple[str, str], ...] = ()
     pg_user: str | None = None  # the account the local server runs as, when we are root
     pg_bin: Path | None = None  # a PostgreSQL bin folder to use instead of the wheel's
     # How a throwaway server dies with the test run: prctl (Linux) or a watchdog process.
@@ -48,6 +52,9 @@ class DevConfig(DbConfig):
         """``invoke up``'s pid files and logs (git-ignored)."""
         return self.project_root / ".run"
 
+    def compose_role_password(self, service: str) -> str:
+        return dict(self.compose_role_passwords).get(service) or service
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
         values: dict[str, Any] = {
@@ -58,6 +65,11 @@ class DevConfig(DbConfig):
             "parent_death": _choice("SIGNALMARKET_PARENT_DEATH", environ, PARENT_DEATH),
             "docker_host": environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",
             "compose_password": environ.get("POSTGRES_PASSWORD") or "postgres",
+            "compose_role_passwords": tuple(
+                (service, environ[f"{env_prefix(service)}_DB_PASSWORD"])
+                for service in SERVICES
+                if environ.get(f"{env_prefix(service)}_DB_PASSWORD")
+            ),
             "pg_user": environ.get("SIGNALMARKET_PG_USER") or None,
             "main_branch": environ.get("SIGNALMARKET_MAIN_BRANCH") or None,
         }

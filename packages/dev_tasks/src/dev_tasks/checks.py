@@ -25,9 +25,7 @@ from dev_tasks.environment import dev_config
 SOURCES = "packages/*/src"
 COMPOSE = Path("docker/compose.yaml")
 # Files layered on top of it (docker compose -f docker/compose.yaml -f <file>).
-COMPOSE_OVERRIDES = (Path("docker/compose.migrate-job.yaml"),)
-# The profile an override is used with: its services depend on services of that profile.
-OVERRIDE_PROFILES = {Path("docker/compose.migrate-job.yaml"): "migrate-job"}
+COMPOSE_OVERRIDES: tuple[Path, ...] = ()
 COMPOSE_SCHEMA = Path("docker/schema/compose-spec.json")
 NIX_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -44,7 +42,8 @@ def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
     selection = f" -k {shlex.quote(k)}" if k else ""
     count = (os.cpu_count() or 1) if workers < 0 else workers
     parallel = f" -n {count}" if count > 1 else ""
-    with c.cd(str(dev_config().project_root)):
+    config = dev_config()
+    with c.cd(str(config.project_root)):
         # Bytecode of the project's own modules, written once: with PYTHONDONTWRITEBYTECODE
         # set (common in containers and CI), every process the tests start would compile
         # them again (~0.6 s each).
@@ -153,12 +152,7 @@ def compose_config(c: Context, root: Path) -> None:
 
 
 def _files(files: list[Path]) -> list[str]:
-    """``-f`` for each file, and ``--profile`` for the profile an override is used with."""
-    arguments = [argument for path in files for argument in ("-f", str(path))]
-    for path in files[1:]:
-        profile = next((p for f, p in OVERRIDE_PROFILES.items() if path.match(str(f))), None)
-        arguments += ["--profile", profile] if profile else []
-    return arguments
+    return [argument for path in files for argument in ("-f", str(path))]
 
 
 def hadolint(c: Context, root: Path) -> None:

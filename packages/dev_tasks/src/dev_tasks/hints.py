@@ -21,6 +21,8 @@ HINTS: dict[str, str] = {
     "invalid_setting": "fix or unset that variable",
     "database_unreachable": "is Postgres up? run: invoke db.up (URL: invoke db.url --service {s})",
     "database_error": "check the URL in use: invoke db.url --service {s}",
+    "not_owner": "its tables belong to another role: migrate as the service's role (invoke "
+    "db.url --service {s}), or give them to it: ALTER TABLE ... OWNER TO <role>",
     # migrating
     "unknown_revision": "deploy the newer version, or downgrade with the code that wrote it",
     "incompatible_database": "deploy the newer version, or downgrade with the code that wrote it",
@@ -46,6 +48,7 @@ HINTS: dict[str, str] = {
     "server_not_ready": "read the log named above, then run: invoke db.up",
     "no_free_port": "free a port on 127.0.0.1, then run: invoke db.up",
     "compose_failed": "fix Docker, set DATABASE_URL, or use SIGNALMARKET_POSTGRES=local",
+    "no_compose": "install Compose (the plugin or docker-compose), or SIGNALMARKET_POSTGRES=local",
     "no_compose_file": "set DATABASE_URL, or run from a checkout of the project",
     "cannot_create_database": "create it, or set DATABASE_URL to an existing database",
     "port_in_use": "stop that program, or move the four ports: invoke up --base-port 9000",
@@ -198,6 +201,10 @@ def for_error(error: SharedDbError) -> str:
     kind = error.kind
     if kind == "unsound_history" and error.cause in HINTS:
         kind = error.cause
+    if kind == "database_error" and (
+        "permission denied for" in str(error) or "must be owner of" in str(error)
+    ):
+        kind = "not_owner"
     step = fix(kind, error.service, revision=error.revision, path=error.path, detail=error.cause)
     return f"{error}; {step}" if step else str(error)
 

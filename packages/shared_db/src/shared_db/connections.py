@@ -26,7 +26,16 @@ from shared_db.config import DbConfig
 from shared_db.errors import DatabaseError
 from shared_db.urls import normalize, scrub, where
 
-_UNREACHABLE = ("refused", "timeout", "timed out", "could not translate host", "no route")
+# "failed to resolve host": psycopg 3 when a name does not resolve (a stopped container's
+# name on a compose network): the server may come back, so it is worth waiting for.
+_UNREACHABLE = (
+    "refused",
+    "timeout",
+    "timed out",
+    "could not translate host",
+    "failed to resolve host",
+    "no route",
+)
 # TCP keepalives: a peer that vanished (a killed host, a cut network) is noticed in ~25 s
 # on both sides, instead of a connection that looks open for hours.
 KEEPALIVES: dict[str, Any] = {

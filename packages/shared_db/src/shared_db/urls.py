@@ -134,8 +134,11 @@ def secrets(url: str | URL) -> list[str]:
         for form in (value, quote_plus(value), quote(value, safe=" +"))
     }
     found |= {unquote(value) for value in list(found)}
-    # A secret of one or two characters would mask every such letter of a message.
-    return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
+    # A secret of one or two characters would mask every such letter of a message; one
+    # equal to the user, database or host name is shown anyway as that (a development
+    # default such as postgres/postgres), and masking it would garble the message.
+    shown = {parsed.username, parsed.database, parsed.host}
+    return sorted((s for s in found if len(s) >= 3 and s not in shown), key=len, reverse=True)
 
 
 def scrub(text: str, url: str | URL) -> str:

@@ -14,7 +14,6 @@ folder it can reach under ``/var/tmp`` instead; ``server.json`` says where.
 """
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from sqlalchemy.engine import URL
 from db_devtools.errors import ProvisioningError
 from db_devtools.provisioning.accounts import RunAs, server_account
 from db_devtools.provisioning.binaries import find_bin_dir
+from db_devtools.provisioning.filelock import locked
 from db_devtools.provisioning.ports import free_port
 from db_devtools.provisioning.processes import alive
 from db_devtools.provisioning.watchdog import Watchdog, die_with_parent, mechanism
@@ -127,13 +126,9 @@ class LocalServer:
         assert self._bin_dir is not None
         return self._bin_dir
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         """Serialise initdb/start/stop between processes sharing this state folder."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+        return locked(self.state_dir / ".lock")
 
     # -- password ----------------------------------------------------------
     def password(self) -> str:

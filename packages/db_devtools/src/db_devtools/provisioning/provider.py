@@ -7,14 +7,19 @@ front end: it reads the environment once, like the Invoke tasks do.
 """
 
 import os
+import sys
 
 from shared_db.urls import render
 
 from db_devtools.config import DevConfig
+from db_devtools.provisioning.resolve import choice
 from db_devtools.provisioning.resolve import database_url as provisioned_url
 
 
 def database_url(service: str) -> str:
     """``service``'s database URL (with its password), provisioned when needed."""
     config = DevConfig.from_environ(os.environ)
+    fallback = choice(config).fallback
+    if fallback:
+        sys.stderr.write(f"warning: {fallback}\n")  # a front end: raw alembic's
     return render(provisioned_url(config, service), show_password=True)

@@ -23,6 +23,12 @@ def hint(error: SharedDbError, *, in_container: bool) -> str | None:
         if in_container:
             return f"is the database up and reachable from the container? check {variables}"
         return f"is Postgres up? run: invoke db.up; check: invoke db.url --service {service}"
+    if error.kind == "database_error" and _not_owner(error):
+        # Typically tables an operator created as another role (a superuser) by hand.
+        return (
+            "its tables belong to another role: migrate as the role the service uses (the "
+            "owner of its database), or give them to it: ALTER TABLE ... OWNER TO <role>"
+        )
     if error.kind == "database_error":
         return f"check the credentials and database in {variables}"
     if error.kind == "squashed_revision":
@@ -63,6 +69,11 @@ def hint(error: SharedDbError, *, in_container: bool) -> str | None:
             return "an operator must do that once, then the service starts"
         return f"then run: invoke migrate.upgrade --service {service}"
     return None
+
+
+def _not_owner(error: SharedDbError) -> bool:
+    text = str(error)
+    return "permission denied for" in text or "must be owner of" in text
 
 
 def one_line(error: SharedDbError, *, in_container: bool) -> str:
