@@ -30,9 +30,11 @@ from sqlalchemy.engine import URL
 
 def _four_free_ports() -> int:
     """Four consecutive free ports (``--base-port``), searched from a random start: test
-    workers running ``up`` at the same time must not pick the same block."""
-    start = random.SystemRandom().randrange(21000, 39000, 37)
-    bases: list[int] = [*range(start, 40000, 37), *range(21000, start, 37)]
+    workers running ``up`` at the same time must not pick the same block. Below Linux's
+    ephemeral range (32768 on), where the kernel hands out ports to other programs'
+    connections and to servers asking for any free port (ours included)."""
+    start = random.SystemRandom().randrange(21000, 32000, 37)
+    bases: list[int] = [*range(start, 32700, 37), *range(21000, start, 37)]
     for base in bases:
         if all(port_free(port) for port in range(base, base + 4)):
             return base
