@@ -41,8 +41,10 @@ from shared_db.config import DbConfig
 from sqlalchemy.engine import URL
 
 ADMIN_TOKEN = "property-admin-token"
-EXAMPLES = 25
-"""Examples per operation and mode: enough to hit the edges, cheap enough for every run."""
+EXAMPLES = int(os.environ.get("SIGNALMARKET_API_EXAMPLES") or 25)
+"""Examples per operation and mode: enough to hit the edges (every example carries
+hostile leaves, see ``_hostile``), cheap enough for every run; raise it for a deeper run:
+``SIGNALMARKET_API_EXAMPLES=200 invoke test -k api_properties``."""
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
