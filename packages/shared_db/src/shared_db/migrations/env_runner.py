@@ -123,15 +123,24 @@ class RevisionRecorder:
         self.step_started = time.perf_counter()
 
 
+def apply_options(service: str, recorder: RevisionRecorder) -> dict[str, Any]:
+    """What a ``MigrationContext`` needs to apply ``service``'s revisions (the runner's:
+    nothing of autogenerate, so the models are not imported)."""
+    # One transaction per revision: a failure leaves the last good revision applied.
+    return {
+        "version_table": version_table(service),
+        "transaction_per_migration": True,
+        "on_version_apply": (recorder,),
+    }
+
+
 def runner_options(
     service: str, script: ScriptDirectory, recorder: RevisionRecorder | None = None
 ) -> dict[str, Any]:
-    """The options of a ``MigrationContext`` that applies ``service``'s revisions."""
-    # One transaction per revision: a failure leaves the last good revision applied.
+    """The options of ``env.py``'s context: applying, and comparing (autogenerate)."""
     return {
         **comparison_options(service),
-        "transaction_per_migration": True,
-        "on_version_apply": (recorder or RevisionRecorder(service, script),),
+        **apply_options(service, recorder or RevisionRecorder(service, script)),
     }
 
 
