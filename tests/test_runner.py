@@ -289,6 +289,33 @@ def test_waiting_for_the_migration_lock_names_its_holder(
     assert waiting and "another-migrator" in waiting[0]
 
 
+def test_a_waiter_waits_on_the_server_and_migrates_once_the_holder_lets_go(
+    empty_database: URL,
+) -> None:
+    """No polling: the waiting migrator sits in a lock wait on the server, so the lock
+    passes to it the moment the holder lets go."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with session(empty_database, "another-migrator") as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(SERVICE),))
+            holder.commit()
+            config = config_for(empty_database, caller="cli")
+            upgrading = pool.submit(runner.upgrade, config, SERVICE)
+            wait_until(
+                lambda: bool(
+                    sql(
+                        empty_database,
+                        "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE "
+                        "'migrate-lock:%' AND wait_event_type = 'Lock' "
+                        "AND wait_event = 'advisory'",
+                    )
+                ),
+                what="the migrator waiting on the server for the advisory lock",
+            )
+            assert not upgrading.done()
+        result = upgrading.result(timeout=60)  # the holder's session ended: lock released
+    assert result.action == "upgraded" and result.after == (BASE_HEAD,)
+
+
 # -- no orphaned work ------------------------------------------------------------------
 
 CHILD = """
