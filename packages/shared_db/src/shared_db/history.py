@@ -8,6 +8,7 @@ validator and ``migrate.heads`` are built on it.
 """
 
 import ast
+import importlib.util
 import os
 import re
 import unicodedata
@@ -138,7 +139,8 @@ def parse_revision_file(path: Path, *, check_syntax: bool = False) -> Revision:
     """One revision file; raises ``ValueError`` saying why it is not a revision.
 
     The header is read without compiling the file; ``check_syntax`` also compiles it
-    (as Alembic's import would), so a syntax error anywhere in it is found."""
+    (as Alembic's import would), so a syntax error anywhere in it is found, unless its
+    bytecode cache is fresh: then it compiled, and Alembic's import would use that."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -148,13 +150,32 @@ def parse_revision_file(path: Path, *, check_syntax: bool = False) -> Revision:
     fast = _fast_parse(source, path)
     if fast is None:
         return _ast_parse(source, path)
-    if check_syntax:
+    if check_syntax and not compiled_cache_is_fresh(path):
         try:
             compile(source, str(path), "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as exc:
             line = getattr(exc, "lineno", None)
             raise ValueError(f"syntax error on line {line}: {getattr(exc, 'msg', exc)}") from exc
     return fast
+
+
+def compiled_cache_is_fresh(path: Path) -> bool:
+    """Whether ``path`` has a bytecode cache (``__pycache__``) that Python's import would
+    use as it is: this interpreter's magic number, stamped with the source's current
+    modification time and size (PEP 3147/552, the default timestamp kind)."""
+    try:
+        stat = path.stat()
+        with open(importlib.util.cache_from_source(str(path)), "rb") as cached:
+            header = cached.read(16)
+    except (OSError, NotImplementedError, ValueError):
+        return False
+    return (
+        len(header) == 16
+        and header[:4] == importlib.util.MAGIC_NUMBER
+        and int.from_bytes(header[4:8], "little") == 0  # not a hash-based cache
+        and int.from_bytes(header[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
+        and int.from_bytes(header[12:16], "little") == stat.st_size & 0xFFFFFFFF
+    )
 
 
 def _ast_parse(source: str, path: Path) -> Revision:

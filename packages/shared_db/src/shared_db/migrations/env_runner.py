@@ -83,13 +83,17 @@ class RevisionRecorder:
     """The ``on_version_apply`` hook: runs inside each revision's own transaction and
     records the revision (parents, checksum, phase, message, duration) beside the version
     table; a downgrade step removes the record. ``step_started`` is when the current step
-    began (the runner sets it; Alembic's own command line counts from the previous step)."""
+    began (the runner sets it; Alembic's own command line counts from the previous step).
+
+    Online, the record is sent as the driver's own SQL (no statement to compile for
+    each revision; the server prepares it after a few); offline (``--sql``) it is
+    rendered into the script like Alembic's own statements."""
 
     def __init__(self, service: str, script: ScriptDirectory) -> None:
         self.script = script
         self.ensure = [text(statement) for statement in records.ensure_table_sql(service)]
-        self.record = text(records.record_sql(service))
-        self.forget = text(records.forget_sql(service))
+        self.record = records.record_sql(service)
+        self.forget = records.forget_sql(service)
         self.table_ready = False  # made (if missing) with the first step
         self.step_started = time.perf_counter()
 
@@ -105,22 +109,30 @@ class RevisionRecorder:
         duration_ms = round((time.perf_counter() - self.step_started) * 1000)
         for revision in step.up_revision_ids:
             if not step.is_upgrade:
-                ctx.execute(self.forget.bindparams(revision=revision))
+                _execute(ctx, self.forget, revision=revision)
                 continue
             found = self.script.get_revision(revision)
             path = Path(found.path) if found is not None and found.path else None
             phase = getattr(found.module, "phase", None) if found is not None else None
-            ctx.execute(
-                self.record.bindparams(
-                    revision=revision,
-                    down=",".join(step.down_revision_ids),
-                    checksum=records.file_checksum(path) if path else "0" * 64,
-                    phase=phase if phase in PHASES else None,
-                    message=((found.doc or "").strip().splitlines() or [""])[0] if found else "",
-                    duration_ms=duration_ms,
-                )
+            _execute(
+                ctx,
+                self.record,
+                revision=revision,
+                down=",".join(step.down_revision_ids),
+                checksum=records.file_checksum(path) if path else "0" * 64,
+                phase=phase if phase in PHASES else None,
+                message=((found.doc or "").strip().splitlines() or [""])[0] if found else "",
+                duration_ms=duration_ms,
             )
         self.step_started = time.perf_counter()
+
+
+def _execute(ctx: MigrationContext, statement: str, **params: object) -> None:
+    """``statement`` (named ``:parameters``) in the revision's transaction."""
+    if ctx.as_sql or ctx.connection is None:
+        ctx.execute(text(statement).bindparams(**params))
+    else:
+        ctx.connection.exec_driver_sql(records.driver_sql(statement), params)
 
 
 def apply_options(service: str, recorder: RevisionRecorder) -> dict[str, Any]:
