@@ -155,6 +155,20 @@ def test_a_cli_upgrade_and_a_replica_started_together_never_interleave(pg_server
             assert all(result.after == head(service) for result in results)
 
 
+def test_a_front_ends_failing_report_is_its_own_error_not_the_next_revisions(
+    empty_database: URL,
+) -> None:
+    """The report runs between two revisions (the first one committed): its error comes
+    out as it is, and the database stays at the revision it was reporting."""
+
+    def report(progress: runner.Progress) -> None:
+        raise RuntimeError(f"the terminal went away after {progress.revision}")
+
+    with pytest.raises(RuntimeError, match="the terminal went away after 0001"):
+        runner.upgrade(config_for(empty_database), SERVICE, report=report)
+    assert runner_heads(empty_database) == ("0001",)
+
+
 def test_every_migration_connection_names_service_path_host_and_pid(
     empty_database: URL, probe_history: Path
 ) -> None:

@@ -167,6 +167,7 @@ class Applier:
         self._watch: BlockerWatch | None = None
         self._started = 0.0
         self._verb = "applying"
+        self._reporting = False
 
     def run(self, steps: list[Step], verb: str, on_done: Callable[[str, float], None]) -> None:
         """Apply ``steps`` in order; ``on_done(revision, seconds)`` after each commit."""
@@ -186,6 +187,8 @@ class Applier:
                 except (Interrupted, SharedDbError):
                     raise  # a signal, the connection lost, a revision's bad setting
                 except Exception as exc:
+                    if self._reporting:
+                        raise
                     self.connection.rollback()
                     revision = self.pending[0][0]
                     if not lock_not_granted(exc):
@@ -208,7 +211,9 @@ class Applier:
             yield step
             self.pending.pop(0)
             self.done.append(revision)
+            self._reporting = True  # a front end's own error is not the next revision's
             self._on_done(revision, time.monotonic() - self._started)
+            self._reporting = False
 
     def _set_timeout(self, revision: str) -> None:
         """A session setting, so set (and committed) between revisions, when it changes."""
