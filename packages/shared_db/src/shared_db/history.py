@@ -135,12 +135,15 @@ def _fast_parse(source: str, path: Path) -> Revision | None:
     return _revision(revision, values, path, docstring.group(2).strip())
 
 
-def parse_revision_file(path: Path, *, check_syntax: bool = False) -> Revision:
+def parse_revision_file(
+    path: Path, *, check_syntax: bool = False, trust_bytecode: bool = False
+) -> Revision:
     """One revision file; raises ``ValueError`` saying why it is not a revision.
 
     The header is read without compiling the file; ``check_syntax`` also compiles it
-    (as Alembic's import would), so a syntax error anywhere in it is found, unless its
-    bytecode cache is fresh: then it compiled, and Alembic's import would use that."""
+    (as Alembic's import would), so a syntax error anywhere in it is found; with
+    ``trust_bytecode``, not if its bytecode cache is fresh: then it compiled, and
+    Alembic's import would use that cache."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -150,7 +153,7 @@ def parse_revision_file(path: Path, *, check_syntax: bool = False) -> Revision:
     fast = _fast_parse(source, path)
     if fast is None:
         return _ast_parse(source, path)
-    if check_syntax and not compiled_cache_is_fresh(path):
+    if check_syntax and not (trust_bytecode and compiled_cache_is_fresh(path)):
         try:
             compile(source, str(path), "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as exc:
@@ -164,9 +167,9 @@ def compiled_cache_is_fresh(path: Path) -> bool:
     use as it is: this interpreter's magic number, stamped with the source's current
     modification time and size (PEP 3147/552, the default timestamp kind)."""
     try:
-        stat = path.stat()
         with open(importlib.util.cache_from_source(str(path)), "rb") as cached:
             header = cached.read(16)
+        stat = path.stat()
     except (OSError, NotImplementedError, ValueError):
         return False
     return (
@@ -237,10 +240,14 @@ class History:
             history.add(revision)
         return history
 
-    def add_file(self, path: Path, *, check_syntax: bool = False) -> None:
+    def add_file(
+        self, path: Path, *, check_syntax: bool = False, trust_bytecode: bool = False
+    ) -> None:
         """Read one file: a revision, or an unreadable file with the reason."""
         try:
-            self.add(parse_revision_file(path, check_syntax=check_syntax))
+            self.add(
+                parse_revision_file(path, check_syntax=check_syntax, trust_bytecode=trust_bytecode)
+            )
         except ValueError as exc:
             self.unreadable.append(Unreadable(path, str(exc)))
 
@@ -377,16 +384,19 @@ def revision_file_names(directory: Path) -> list[str]:
         )
 
 
-def read_directory(directory: Path, *, check_syntax: bool = False) -> History:
+def read_directory(
+    directory: Path, *, check_syntax: bool = False, trust_bytecode: bool = False
+) -> History:
     """The history in ``directory`` (a missing folder is an empty history); with
-    ``check_syntax`` every file is compiled too."""
+    ``check_syntax`` every file is compiled too (with ``trust_bytecode``, a file whose
+    bytecode cache is fresh counts as compiled)."""
     history = History()
     try:
         names = revision_file_names(directory)
     except FileNotFoundError:
         return history
     for name in names:
-        history.add_file(directory / name, check_syntax=check_syntax)
+        history.add_file(directory / name, check_syntax=check_syntax, trust_bytecode=trust_bytecode)
     return history
 
 
