@@ -187,14 +187,18 @@ def _where_an_upgrade_goes(command: list[str], env: dict[str, str], workdir: Pat
 
 def test_suite() -> Figure:
     started = time.perf_counter()
-    output = run_output([*INVOKE, "test", "--args=--durations=5"])
+    try:
+        output, failed = run_output([*INVOKE, "test", "--args=--durations=5"]), ""
+    except RuntimeError as exc:  # the other figures are still worth writing
+        output, failed = str(exc), f"; THE SUITE FAILED: {str(exc)[-300:]}"
     elapsed = time.perf_counter() - started
     slowest = re.findall(r"^\s*(\d+\.\d+)s (call|setup|teardown)\s+(\S+)", output, re.M)
     where = "; ".join(f"{name} {when} {float(s):.1f} s" for s, when, name in slowest[:5])
     return Figure(
         "invoke_test", "invoke test, whole suite, Postgres start included",
-        elapsed, 60.0, "the 60 s budget", "<= 60 s on 2 cores", elapsed <= 60,
-        note=f"{os.cpu_count()} cores; the slowest (pytest --durations): {where or '-'}",
+        elapsed, 60.0, "the 60 s budget", "<= 60 s on 2 cores", elapsed <= 60 and not failed,
+        note=f"{os.cpu_count()} cores; the slowest (pytest --durations): {where or '-'}"
+        f"{failed}",
     )  # fmt: skip
 
 
