@@ -52,7 +52,6 @@ class Figure:
 
 def real_histories(config: DevConfig, runs: int) -> Figure:
     root = config.project_root
-    ours = median(lambda: run([*INVOKE, "migrate.heads", "migrate.validate", "--offline"]), runs)
 
     def four_alembic_heads() -> float:
         return sum(
@@ -60,7 +59,15 @@ def real_histories(config: DevConfig, runs: int) -> Figure:
             for s in SERVICES
         )
 
-    baseline = median(four_alembic_heads, runs)
+    found = interleaved(
+        {
+            "ours": lambda: run([*INVOKE, "migrate.heads", "migrate.validate", "--offline"]),
+            "alembic": four_alembic_heads,
+        },
+        runs,
+        prepare=lambda: None,
+    )
+    ours, baseline = found["ours"], found["alembic"]
     ratio = ours / baseline
     return Figure(
         "real_histories", "migrate.heads + migrate.validate --offline, four services, one process",
@@ -77,11 +84,20 @@ def synthetic_history(count: int, runs: int, workdir: Path) -> Figure:
         *INVOKE, "migrate.heads", "--service", SERVICE,
         "migrate.validate", "--offline", "--no-lint", "--service", SERVICE,
     ]  # fmt: skip
-    cold = median(lambda: run(ours_cmd, env), runs, prepare=lambda: shutil.rmtree(cache, True))
+    ini = str(tree / f"alembic_{SERVICE}.ini")
+
+    def cold_run() -> float:
+        shutil.rmtree(cache, True)  # untimed: run() times the command only
+        return run(ours_cmd, env)
+
+    found = interleaved(
+        {"cold": cold_run, "alembic": lambda: run([*ALEMBIC, "-c", ini, "heads"])},
+        runs,
+        prepare=lambda: None,
+    )
+    cold, baseline = found["cold"], found["alembic"]
     run(ours_cmd, env)  # prime the cache
     warm = median(lambda: run(ours_cmd, env), runs)
-    ini = str(tree / f"alembic_{SERVICE}.ini")
-    baseline = median(lambda: run([*ALEMBIC, "-c", ini, "heads"]), runs)
     start = time.perf_counter()
     read_directory(tree / SERVICE / "versions", cache / "signalmarket")  # the commands' cache
     warm_read = time.perf_counter() - start
