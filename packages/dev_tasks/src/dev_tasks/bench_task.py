@@ -1,7 +1,9 @@
 """``invoke bench``: the performance figures, written to docs/benchmarks.md (+ .json)."""
 
+import os
 import sysconfig
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +19,8 @@ if TYPE_CHECKING:
         "runs": "runs per figure (the median is kept; default 5)",
         "sizes": "synthetic history sizes for the scaling table (default 500,5000,20000)",
         "skip-tests": "do not time the whole test suite (the slowest figure)",
-        "only": "comma-separated figure groups to run: history, clone, upgrade, startup, "
-        "concurrent, test (default: all; docs/benchmarks.md is written only for all)",
+        "only": "comma-separated figure groups to measure: history, clone, upgrade, startup, "
+        "concurrent, test (default: all); the other figures stay as last written",
     }
 )
 def bench(
@@ -50,24 +52,19 @@ def bench(
     with figures.workdir() as scratch, test_server(config) as server:
         work = Path(scratch)
         if wanted("history"):
-            results.append(figures.real_histories(config, runs))
-            print(_line(results[-1]))
+            results.append(_noted(lambda: figures.real_histories(config, runs)))
             for count in counts:
-                scaling.append(
-                    figures.synthetic_history(
-                        count, max(2, runs // 2 if count > 5000 else runs), work
-                    )
-                )
-                print(_line(scaling[-1]))
+                runs_here = max(2, runs // 2 if count > 5000 else runs)
+                with _Noting() as noting:
+                    scaling.append(noting(figures.synthetic_history(count, runs_here, work)))
             headline = next((f for f in scaling if f.key == "synthetic_5000"), None)
             if headline:
                 results.append(headline)
         if wanted("clone"):
-            figure, copies = clones.template_clones(server, runs, work)
-            for row in copies:
-                print(_line(row))
-            results.append(figure)
-            print(_line(figure))
+            with _Noting() as noting:
+                figure, copies = clones.template_clones(server, runs, work)
+                results.append(noting(figure))
+                copies = [noting(row) for row in copies]
         steps: list[tuple[str, Callable[[], Figure]]] = [
             ("upgrade", lambda: figures.upgrade_synthetic(config, server, runs, work)),
             ("startup", lambda: starts.startup_at_head(server, runs)),
@@ -75,16 +72,44 @@ def bench(
         ]
         for group, measured in steps:
             if wanted(group):
-                results.append(measured())
-                print(_line(results[-1]))
+                results.append(_noted(measured))
     if wanted("test") and not skip_tests:
-        results.append(figures.test_suite())
-        print(_line(results[-1]))
-    if groups:
-        print("not written: docs/benchmarks.md is written by a full run (no --only)")
-        return
-    target = report.write(results, scaling, copies, config.project_root / "docs")
+        results.append(_noted(figures.test_suite))
+    for figure in [*results, *copies]:
+        print(_line(figure))
+    all_figures, scaling, copies = report.merged(results, scaling, copies, _docs(config))
+    target = report.write(all_figures, scaling, copies, _docs(config))
     print(f"wrote {target}")
+
+
+def _docs(config: object) -> Path:
+    root: Path = config.project_root  # type: ignore[attr-defined]
+    return root / "docs"
+
+
+class _Noting:
+    """Around a measurement: each figure it gives says when it was measured, and how busy
+    the machine was (the 1-minute load average before and after)."""
+
+    def __enter__(self) -> "_Noting":
+        self.started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        self.before = os.getloadavg()[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __call__(self, figure: "Figure") -> "Figure":
+        figure.measured = (
+            f"measured {self.started}, load average {self.before:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after ({os.cpu_count()} cores)"
+        )
+        return figure
+
+
+def _noted(measure: Callable[[], "Figure"]) -> "Figure":
+    with _Noting() as noting:
+        return noting(measure())
 
 
 def _line(f: "Figure") -> str:

@@ -44,6 +44,9 @@ class Figure:
     met: bool
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    # When, and how busy the machine was (1-minute load average before and after):
+    # set by ``invoke bench`` around each measurement.
+    measured: str = ""
 
     @property
     def ratio(self) -> float:

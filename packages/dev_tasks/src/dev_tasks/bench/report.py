@@ -1,9 +1,11 @@
 """Write the benchmark results: docs/benchmarks.md for people, benchmarks.json for tools."""
 
 import json
+import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from dev_tasks.bench.figures import Figure
 
@@ -38,6 +40,33 @@ change to a file is seen on the next read (tested).
 """
 
 
+def merged(
+    figures: list[Figure], scaling: list[Figure], copies: list[Figure], directory: Path
+) -> tuple[list[Figure], list[Figure], list[Figure]]:
+    """This run's figures, and those of the last written run that this one did not
+    measure again (``invoke bench --only ...`` re-measures a figure that looked off)."""
+    try:
+        data = json.loads((directory / "benchmarks.json").read_text())
+    except (OSError, ValueError):
+        return figures, scaling, copies
+
+    written = f"measured in the run written {data.get('measured_at', '?')}"
+
+    def merge(new: list[Figure], old: object) -> list[Figure]:
+        if not isinstance(old, list):
+            return new
+        kept = [_from_dict({"measured": written, **d}) for d in old if isinstance(d, dict)]
+        fresh = {f.key: f for f in new}
+        result = [fresh.pop(f.key, f) for f in kept]
+        return result + list(fresh.values())
+
+    return (
+        merge(figures, data.get("figures")),
+        scaling or merge(scaling, data.get("scaling")),
+        copies or merge(copies, data.get("template_copies")),
+    )
+
+
 def write(
     figures: list[Figure], scaling: list[Figure], copies: list[Figure], directory: Path
 ) -> Path:
@@ -48,8 +77,10 @@ def write(
     lines = [
         "# Benchmarks",
         "",
-        f"Measured by `invoke bench` on {stamp} ({machine}). "
-        "Regenerate with `poetry run invoke bench`; raw numbers in `benchmarks.json`.",
+        f"Written by `invoke bench` on {stamp} ({machine}, {os.cpu_count()} cores); each "
+        "figure's note says when it was measured and how busy the machine was (the 1-minute "
+        "load average before and after). Regenerate with `poetry run invoke bench` (or "
+        "re-measure some figures with `--only`); raw numbers in `benchmarks.json`.",
         "",
         "| figure | ours | baseline | ratio | goal | met |",
         "|---|---|---|---|---|---|",
@@ -62,7 +93,7 @@ def write(
     lines += ["", "## Notes per figure", ""]
     for f in figures:
         extra = ", ".join(f"{k} = {v:.3f}" for k, v in f.extra.items())
-        details = "; ".join(part for part in (f.note, extra) if part)
+        details = "; ".join(part for part in (f.measured, f.note, extra) if part)
         if details:
             lines.append(f"- **{f.key}**: {details}")
     lines += [
@@ -118,5 +149,23 @@ def _as_dict(f: Figure) -> dict[str, object]:
         "goal": f.goal,
         "met": f.met,
         "note": f.note,
+        "measured": f.measured,
         **{k: round(v, 4) for k, v in f.extra.items()},
     }
+
+
+_FIELDS = ("key", "title", "ours_s", "baseline_s", "baseline", "ratio", "goal", "met", "note")
+
+
+def _from_dict(data: dict[str, Any]) -> Figure:
+    """A figure as ``_as_dict`` wrote it (the numbers rounded)."""
+    extra = {
+        k: float(v)
+        for k, v in data.items()
+        if k not in (*_FIELDS, "measured") and isinstance(v, int | float)
+    }
+    return Figure(
+        str(data["key"]), str(data["title"]), float(data["ours_s"]), float(data["baseline_s"]),
+        str(data["baseline"]), str(data["goal"]), bool(data["met"]), str(data.get("note", "")),
+        extra, str(data.get("measured", "")),
+    )  # fmt: skip
