@@ -243,6 +243,16 @@ class Repo:
         assert result.returncode == 0, f"git {args}: {result.stderr}"
         return result.stdout
 
+    def try_git(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A git command that may fail (a merge or rebase that stops on a conflict)."""
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.path,
+            env={**os.environ, **self.git_env, "GIT_EDITOR": "true"},
+            capture_output=True,
+            text=True,
+        )
+
     def invoke(self, *args: str, env: dict[str, str] | None = None) -> TaskResult:
         """A task on this copy's histories, in this process."""
         return invoke(*args, env={**self.env, **(env or {})}, cwd=self.path)

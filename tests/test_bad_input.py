@@ -111,6 +111,12 @@ COPIES: dict[str, dict[str, str]] = {
         f"{NEXT}_imports.py": _revision_source(NEXT, HEAD)
         + "\nimport no_such_module_signalmarket\n"
     },
+    # A git checkout with a new revision not yet committed (written after the commit).
+    "git_uncommitted": {},
+}
+# Files a copy gets after its commit: uncommitted changes.
+UNCOMMITTED: dict[str, dict[str, str]] = {
+    "git_uncommitted": {f"{NEXT}_draft.py": _revision_source(NEXT, HEAD)},
 }
 
 
@@ -151,6 +157,8 @@ def _copy_project(base: Path, server: URL, kind: str) -> Project:
     repo.git("init", "-q", "-b", "main")
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "project")
+    for name, content in UNCOMMITTED.get(kind, {}).items():
+        (target / VERSIONS / name).write_text(content)
     return Project(target, dict(repo.env), repo)
 
 
@@ -182,6 +190,10 @@ def _api_gateway_at_head(url: URL) -> None:
     assert result.after == head("api_gateway")
 
 
+def _scoring_engine_at_0004(url: URL) -> None:
+    commands.upgrade(config_for(url), "scoring_engine", "0004")
+
+
 def _scoring_engine_migrated_by_newer_code(url: URL) -> None:
     commands.upgrade(config_for(url), "scoring_engine")
     execute(url, "UPDATE alembic_version_scoring_engine SET version_num = '0099'")
@@ -191,6 +203,7 @@ DATABASES: dict[str, Callable[[URL], None]] = {
     "empty": lambda url: None,
     "api_gateway_at_head": _api_gateway_at_head,
     "scoring_engine_at_0099": _scoring_engine_migrated_by_newer_code,
+    "scoring_engine_at_0004": _scoring_engine_at_0004,
 }
 
 
@@ -715,6 +728,149 @@ CASES = [
         ),
     ),
     Case(
+        "rebase-unknown-ref",
+        ("migrate.rebase", "--service", "scoring_engine", "--onto", "no-such-branch"),
+        (
+            "error: unknown git ref 'no-such-branch'",
+            "run: git fetch, or name an existing branch (git branch -a)",
+        ),
+        project="git",
+    ),
+    Case(
+        "rebase-nothing-to-move",
+        ("migrate.rebase", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: nothing to move: every scoring_engine revision of this "
+            "checkout is on main, or on top of its head already",
+            "to check the merge: invoke migrate.validate --offline --against main",
+        ),
+        project="git",
+    ),
+    Case(
+        "rebase-outside-git",
+        ("migrate.rebase", "--service", "scoring_engine"),
+        (
+            "error: {root}/packages/shared_db/src/shared_db/migrations/scoring_engine/versions "
+            "is not inside a git repository",
+            "run it in a git checkout of the project",
+        ),
+        project="no_git",
+    ),
+    Case(
+        "rebase-uncommitted-history",
+        ("migrate.rebase", "--service", "scoring_engine"),
+        (
+            "error: scoring_engine: cannot rebase: the history has uncommitted changes "
+            "({next}_draft.py)",
+            "commit or stash them first (git stash), then run it again",
+        ),
+        project="git_uncommitted",
+    ),
+    Case(
+        "rebase-bad-local",
+        ("migrate.rebase", "--local", "yes"),
+        ("error: --local takes 'downgrade', not 'yes'", "use --local downgrade, or leave it out"),
+        project="git",
+    ),
+    Case(
+        "squash-without-to",
+        ("migrate.squash", "--service", "scoring_engine"),
+        (
+            "error: which revision should the baseline end at? add --to, e.g. --to 0010",
+            "(see: invoke migrate.history --service scoring_engine)",
+        ),
+    ),
+    Case(
+        "squash-unknown-revision",
+        ("migrate.squash", "--service", "scoring_engine", "--to", "zzzz"),
+        (
+            "error: scoring_engine: there is no revision 'zzzz' to squash to",
+            "see the revisions: invoke migrate.history --service scoring_engine",
+        ),
+    ),
+    Case(
+        "squash-not-on-the-main-line",
+        ("migrate.squash", "--service", "scoring_engine", "--to", "0006"),
+        (
+            "error: scoring_engine: 0006 is not on the main line: 0007, 0009 are neither below "
+            "nor above it, so a baseline at it would cut them off",
+            "squash to a revision every path passes through: one of 0002, 0003, 0004, {head}",
+        ),
+    ),
+    Case(
+        "squash-nothing-to-squash",
+        ("migrate.squash", "--service", "scoring_engine", "--to", "0001"),
+        (
+            "error: scoring_engine: nothing to squash: 0001 is the first revision of the history",
+            "name a later revision: --to <revision> (invoke migrate.history --service "
+            "scoring_engine)",
+        ),
+    ),
+    Case(
+        "squash-database-below",
+        (
+            "migrate.squash",
+            "--service",
+            "scoring_engine",
+            "--to",
+            "{head}",
+            "--database-url",
+            "{database}",
+        ),
+        (
+            "error: scoring_engine: cannot squash to {head}: the database at {server}/",
+            " is at 0004, below {head}: once 0004 is gone, no code can upgrade it",
+            "upgrade that database to {head} first (DATABASE_URL=<its URL> invoke "
+            "migrate.upgrade --service scoring_engine --target {head})",
+        ),
+        database="scoring_engine_at_0004",
+    ),
+    Case(
+        "squash-garbage-database-url",
+        (
+            "migrate.squash",
+            "--service",
+            "scoring_engine",
+            "--to",
+            "{head}",
+            "--database-url",
+            "not a url",
+        ),
+        (
+            "error: scoring_engine: --database-url: the database URL cannot be parsed: it has "
+            "no scheme (postgresql://)",
+            "pass a PostgreSQL URL: --database-url postgresql://user:password@host:5432/"
+            "scoring_engine",
+        ),
+    ),
+    Case(
+        "squash-unreachable-database-url",
+        (
+            "migrate.squash",
+            "--service",
+            "scoring_engine",
+            "--to",
+            "{head}",
+            "--database-url",
+            "postgresql://app:{password}@127.0.0.1:1/app",
+        ),
+        (
+            "error: scoring_engine: --database-url: cannot use the database at 127.0.0.1:1/app: ",
+            "Connection refused",
+            "check that URL: is that server reachable from here?",
+        ),
+    ),
+    Case(
+        "squash-uncommitted-history",
+        ("migrate.squash", "--service", "scoring_engine", "--to", "{head}"),
+        (
+            "error: scoring_engine: cannot squash: the history has uncommitted changes "
+            "({next}_draft.py)",
+            "commit or stash them first (git stash), then run it again",
+        ),
+        project="git_uncommitted",
+    ),
+    Case(
         "lint-range-without-colon",
         ("migrate.lint", "--range", "0001"),
         ("error: a range is A:B, not '0001'; e.g. --range 0004:head",),
@@ -750,7 +906,10 @@ def test_bad_input(case: Case, projects: Projects, empty_database: URL, pg_serve
     env = {**project.env, "DATABASE_URL": database_url}
     files, status, database = project.files(), project.git_status(), snapshot(empty_database)
 
-    args = tuple(_fill(arg, project, pg_server) for arg in case.args)
+    args = tuple(
+        _fill(arg, project, pg_server).replace("{database}", raw(empty_database))
+        for arg in case.args
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = invoke(*args, env=env, cwd=project.path, clean=True)

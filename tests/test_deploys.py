@@ -221,12 +221,16 @@ def test_probes_never_hang_on_a_stalled_database_and_log_nothing(own_server: URL
             os.kill(pid, signal.SIGCONT)
         health = [a for a in answers if a[0] == "/health"]
         ready = [a for a in answers if a[0] == "/ready"]
+        # Every probe was answered while the postmaster was stopped (SIGCONT comes after
+        # the pool is done): one that waited on the database would have hung there until
+        # the client's 20 s timeout. The bounds below are that, with room for a busy
+        # machine, not speed goals.
         assert all(status == 200 for _, status, _ in health)
-        assert max(took for _, _, took in health) < 1.5, "liveness never waits on the database"
+        assert max(took for _, _, took in health) < 10, "liveness never waits on the database"
         assert all(status in (200, 503) for _, status, _ in ready)
-        assert max(took for _, _, took in ready) < 5, "readiness answers within its timeout"
+        assert max(took for _, _, took in ready) < 12, "readiness answers within its timeout"
         scores = [a for a in answers if a[0] == "/scores"]
-        assert max(took for _, _, took in scores) < 10, "a request gives up within its timeout"
+        assert max(took for _, _, took in scores) < 15, "a request gives up within its timeout"
         assert {status for _, status, _ in scores} <= {200, 503}, "a stalled database is a 503"
         with httpx.Client(timeout=20) as http:
             wait_ready([Target(SERVICE, f"{base}/ready", lambda: None)], 30)

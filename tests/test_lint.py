@@ -68,8 +68,10 @@ INDEX_FILE = "0011_index_scores_value.py"
 
 
 def _write(repo: Repo, marker: str = "") -> Path:
+    """The revision, written by hand, and the head marker naming it (as validate asks)."""
     path = repo.path / VERSIONS / INDEX_FILE
     path.write_text(INDEX_REVISION.format(marker=marker))
+    (path.parent.parent / "head.txt").write_text(f"{path.stem}\n")
     return path
 
 

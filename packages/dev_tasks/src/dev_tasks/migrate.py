@@ -23,6 +23,7 @@ from dev_tasks.errors import reported
 from dev_tasks.hints import for_problem, problem_fix
 
 if TYPE_CHECKING:
+    from db_devtools.workflow.rebase import Plan
     from db_devtools.workflow.validate import Report
     from shared_db.runner import Progress, RunResult
 
@@ -132,15 +133,159 @@ def renumber(c: Context, service: str, file: str) -> None:
         print(f"renumbered to {written.revision}: {_relative(written.path)}")
 
 
+@task(
+    help={
+        "service": ALL,
+        "onto": "the branch to build on (default: the main branch's remote-tracking ref, "
+        "else main); in a stopped git rebase or merge, the side built on is found by itself",
+        "database-url": "a database (e.g. staging's) whose applied revisions must not move; "
+        "repeatable",
+        "local": "'downgrade': downgrade your development database below the revisions "
+        "that move, first",
+        "dry-run": "print the plan (old -> new IDs, files) and change nothing",
+    },
+    iterable=["database_url"],
+)
+def rebase(
+    c: Context,
+    service: str = "",
+    onto: str = "",
+    database_url: list[str] | None = None,
+    local: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Move this branch's revisions (the whole chain) on top of another branch's head."""
+    import sys
+
+    from db_devtools.errors import WorkflowError
+    from db_devtools.workflow import rebase as rebasing
+
+    urls = list(database_url or [])
+    with reported():
+        services = selected(service)
+        try:
+            result = rebasing.rebase(
+                dev_config(),
+                services,
+                onto=onto or None,
+                database_urls=urls,
+                local=local or None,
+                dry_run=dry_run,
+            )
+        except WorkflowError as exc:
+            if exc.kind != "local_database_applied" or exc.revision is None:
+                raise
+            again = f"invoke migrate.rebase --service {exc.service}"
+            again += f" --onto {onto}" if onto else ""
+            again += " --local downgrade" + (" (with your --database-url options)" if urls else "")
+            raise Exit(f"error: {exc}; run: {again}", code=1) from None
+    for name in result.skipped:
+        if len(services) > 1:
+            print(f"{name}: nothing to move")
+    for plan in result.plans:
+        _print_rebase(plan, dry_run)
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    if dry_run:
+        print("dry run: nothing written")
+    elif result.operation.kind:
+        print(
+            "resolved: the moved revisions and the head marker are staged; continue with: "
+            f"{result.operation.continue_command}"
+        )
+
+
+def _print_rebase(plan: "Plan", dry_run: bool) -> None:
+    would = "would " if dry_run else ""
+    if not plan.moves:
+        print(f"{plan.service}: nothing to move; head marker {would}resolved: {plan.marker}")
+        return
+    print(
+        f"{plan.service}: onto {plan.onto} (head {plan.onto_head}): {len(plan.moves)} "
+        f"revision(s) {would}move"
+    )
+    for move in plan.moves:
+        print(
+            f"  {move.old.id} -> {move.new_id}  {move.old.path.name} -> {move.new_path.name} "
+            f"(on {', '.join(move.new_down) or 'base'})"
+        )
+    if plan.local_target is not None:
+        print(
+            f"{plan.service}: your development database ({plan.local_database}) {would}"
+            f"downgraded to {plan.local_target} first (it had {', '.join(plan.local_revisions)})"
+        )
+    print(
+        f"{plan.service}: proven on a scratch database in {plan.proven_s or 0:.2f} s (upgrade "
+        f"to {plan.head}, downgrade to {plan.onto_head}, upgrade again); validate: ok, head "
+        f"{plan.head}"
+    )
+    print(f"{plan.service}: head marker{' would say' if dry_run else ''}: {plan.marker}")
+
+
+@task(
+    help={
+        "service": ONE,
+        "to": "the last revision to squash: the baseline keeps its ID (e.g. 0010, or head)",
+        "database-url": "a database (e.g. production's) that must be at or past that revision; "
+        "repeatable",
+        "dry-run": "generate and prove the baseline, print it, and change nothing",
+    },
+    iterable=["database_url"],
+)
+def squash(
+    c: Context,
+    service: str,
+    to: str = "",
+    database_url: list[str] | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Replace the revisions from the base to one revision by a proven baseline."""
+    from db_devtools.workflow import squash as squashing
+
+    with reported():
+        name = check_service(service)
+        if not to:
+            raise Exit(
+                "error: which revision should the baseline end at? add --to, e.g. --to 0010 "
+                f"(see: invoke migrate.history --service {name})",
+                code=1,
+            )
+        plan = squashing.squash(
+            dev_config(), name, to, database_urls=list(database_url or []), dry_run=dry_run
+        )
+    would = "would be " if dry_run else ""
+    ids = [r.id for r in plan.replaced]
+    print(
+        f"{name}: {len(ids)} revision(s), {ids[0]} to {ids[-1]}, {would}squashed into "
+        f"{_relative(plan.baseline)} (revision {plan.to})"
+    )
+    found = ", ".join(f"{count} {what}" for what, count in plan.counts.items())
+    print(f"  baseline: {plan.statements} statements: {found}")
+    after = ", ".join(plan.later) or "none"
+    print(
+        f"  proven: schema fingerprint at {plan.to}, old chain = baseline = "
+        f"{plan.fingerprint_at_rev}; at head {plan.head} = {plan.fingerprint_at_head}; "
+        f"revisions after {plan.to} apply ({after}); downgrade to base leaves it empty "
+        f"(replay {plan.replay_s:.2f} s, proof {plan.proof_s:.2f} s)"
+    )
+    print(f"  {would or ''}removed: {', '.join(r.path.name for r in plan.replaced)}")
+    for path in plan.rewritten:
+        print(f"  {would}rewritten: {path.name} (its parent or dependency is now {plan.to})")
+    print(f"  head marker: {plan.marker}")
+    if dry_run:
+        print("dry run: nothing written")
+
+
 def _against(ref: str, services: tuple[str, ...]) -> list["Report"]:
     from db_devtools.workflow.gitrefs import merged_directories
     from db_devtools.workflow.validate import validate_directory
+    from shared_db.soundness import Problem
 
     config = dev_config()
     directories = [config.versions_dir(s) for s in services]
     reports = []
     with merged_directories(ref, directories) as merged:
-        for service, scratch, real in zip(services, merged, directories, strict=True):
+        for service, scratch, real in zip(services, merged.directories, directories, strict=True):
             report = validate_directory(service, scratch)
             report.problems = [
                 dataclasses.replace(
@@ -150,6 +295,24 @@ def _against(ref: str, services: tuple[str, ...]) -> list["Report"]:
                 )
                 for p in report.problems
             ]
+            if scratch in merged.marker_conflicts:
+                # Git stops that merge on the head marker: one problem, with the fix that
+                # moves this branch's revisions on top of REF's (its heads said in it).
+                report.problems = [
+                    Problem(
+                        service,
+                        "parallel_revisions",
+                        f"this branch and {ref} both added revisions: merging stops on the head "
+                        "marker",
+                        path=real.parent / "head.txt",
+                        detail=ref,
+                    ),
+                    *(
+                        p
+                        for p in report.problems
+                        if p.kind not in ("multiple_heads", "head_marker_conflict")
+                    ),
+                ]
             reports.append(report)
     return reports
 
@@ -427,6 +590,8 @@ def collection() -> Collection:
         heads,
         merge,
         renumber,
+        rebase,
+        squash,
         validate,
         plan,
         lint,

@@ -19,7 +19,7 @@ from pathlib import Path
 from shared_db.config import DbConfig
 
 ID_PATTERN = re.compile(r"^(\d{4,})([a-z]*)$")
-_FIELDS = ("revision", "down_revision", "branch_labels", "depends_on", "phase")
+_FIELDS = ("revision", "down_revision", "branch_labels", "depends_on", "phase", "replaces")
 # A revision's compatibility phase: "expand" keeps the previous release's code working
 # (new tables, nullable columns, indexes...); "contract" does not (drops, renames...).
 PHASES = ("expand", "contract")
@@ -34,6 +34,10 @@ class Revision:
     path: Path
     message: str
     phase: str | None = None  # None: the file declares none (written before phases)
+    # A baseline (``migrate.squash``) replaces the revisions up to its own ID: (ID, sha256
+    # of that revision's file as databases applied it), from ``replaces = {...}``; later
+    # revisions whose header the squash rewrote are listed too, with their old checksum.
+    replaces: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_merge(self) -> bool:
@@ -57,7 +61,7 @@ def _as_tuple(value: object) -> tuple[str, ...]:
 
 
 _FAST_ASSIGN = re.compile(
-    r"^(revision|down_revision|branch_labels|depends_on|phase)"
+    r"^(revision|down_revision|branch_labels|depends_on|phase|replaces)"
     r"[ \t]*(?::[^=\n]*)?=[ \t]*(.*?)[ \t]*$",
     re.MULTILINE,
 )
@@ -210,6 +214,17 @@ def _ast_parse(source: str, path: Path) -> Revision:
     return _revision(revision, values, path, docstring.splitlines()[0] if docstring else "")
 
 
+def _replaces(value: object) -> tuple[tuple[str, str], ...]:
+    """A baseline's ``replaces``: ``{"0001": "<sha256>", ...}`` (or IDs without checksums)."""
+    if value is None:
+        return ()
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return tuple(value.items())
+    return tuple((rev, "") for rev in _as_tuple(value))
+
+
 def _revision(revision: str, values: dict[str, object], path: Path, message: str) -> Revision:
     phase = values.get("phase")
     if phase is not None and phase not in PHASES:
@@ -222,6 +237,7 @@ def _revision(revision: str, values: dict[str, object], path: Path, message: str
         path=path,
         message=message,
         phase=phase if isinstance(phase, str) else None,
+        replaces=_replaces(values.get("replaces")),
     )
 
 
@@ -349,6 +365,16 @@ class History:
                 if pending[child] == 0:
                     ready.append(child)
         return order
+
+    def replaced(self) -> dict[str, Revision]:
+        """Revisions squashed away, each with the baseline that replaces it (a baseline
+        keeps its own ID, and lists the later revisions it rewrote: those are here)."""
+        return {
+            rev: baseline
+            for baseline in self.revisions.values()
+            for rev, _checksum in baseline.replaces
+            if rev not in self.revisions
+        }
 
     def numbers(self) -> Iterator[int]:
         for revision in self.revisions:

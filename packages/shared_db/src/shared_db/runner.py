@@ -88,6 +88,18 @@ def log_progress(progress: Progress) -> None:
 def refuse_incompatible(state: Status, *, migrating: bool) -> None:
     """A database this code cannot use: at a revision it does not know that is not
     shown to be newer, or ahead of it by a contract revision."""
+    if state.unknown and state.squashed_into:
+        raise MigrationError(
+            f"the database is at revision {', '.join(state.unknown)}, which this code squashed "
+            f"into the baseline {state.squashed_into} (the revisions up to "
+            f"{state.squashed_into} are one revision now); this code cannot "
+            + ("migrate it" if migrating else "use it")
+            + f" from there: it must reach {state.squashed_into} first",
+            kind="squashed_revision",
+            service=state.service,
+            revision=state.squashed_into,
+            cause=state.unknown[0],
+        )
     if state.unknown:
         raise MigrationError(
             f"the database is at revision {', '.join(state.unknown)}, which this code does not "

@@ -34,6 +34,9 @@ class Status:
     # Every pending revision is a contract revision (or has no phase): with migrations
     # of the expand phase only (MIGRATION_PHASES=expand), the code serves meanwhile.
     only_contract_pending: bool = False
+    # The database is at a revision that a baseline of this code squashed away
+    # (``migrate.squash``): the baseline's ID, which the database must reach first.
+    squashed_into: str | None = None
 
     def serves(self, phases: str = "all") -> bool:
         """The code can serve now: ``compatible``, or, with ``phases="expand"``, behind by
@@ -50,6 +53,11 @@ class Status:
 
     @property
     def state(self) -> str:
+        if self.unknown and self.squashed_into:
+            return (
+                f"at {', '.join(self.unknown)}, squashed into the baseline {self.squashed_into} "
+                f"(upgrade it to {self.squashed_into} with an older release first)"
+            )
         if self.unknown:
             return f"unknown revision {', '.join(self.unknown)} (migrated by newer code?)"
         if self.ahead and self.blocking:
@@ -124,7 +132,9 @@ def status_of(
     ahead = ahead_of(history, current, applied)
     unknown = tuple(rev for rev in unknown_revisions(history, current) if rev not in ahead)
     if unknown:
-        return Status(service, current, history.heads, None, unknown)
+        replaced = history.replaced()
+        baseline = next((replaced[rev].id for rev in unknown if rev in replaced), None)
+        return Status(service, current, history.heads, None, unknown, squashed_into=baseline)
     pending_set = pending_revisions(history, current, applied)
     pending = len(pending_set)
     blocking = next((rev for rev in ahead if _phase(applied, rev) != "expand"), None)

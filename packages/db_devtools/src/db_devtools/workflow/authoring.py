@@ -1,5 +1,7 @@
 """Write revision files: new revisions, merges of diverged heads, renumbering.
 
+Each of them leaves the history's head marker (``head_marker``) naming its head.
+
 IDs are sequential and zero-padded (``0012``). The next ID is one past the highest
 number in the history *and* on every local or remote-tracking git branch, so two
 branches made from the same parent rarely pick the same ID; when they do,
@@ -40,8 +42,10 @@ from db_devtools.config import DevConfig
 from db_devtools.errors import WorkflowError
 from db_devtools.provisioning.databases import scratch_database
 from db_devtools.provisioning.resolve import admin_url
+from db_devtools.workflow import head_marker
 from db_devtools.workflow.gitrefs import file_names_in_refs
 from db_devtools.workflow.history_cache import read_directory
+from db_devtools.workflow.rewrite import rewrite_header
 
 _FILE_ID = re.compile(r"^(\d{4,})[a-z]*_")
 
@@ -302,13 +306,27 @@ def _write(
     if not path.name:
         raise WorkflowError(f"alembic wrote no file for revision {rev_id}", kind="not_written")
     try:
-        _format(path)
+        format_file(path)
         _check_written(path, rev_id, message)
+        _mark_head(directory, path)
     except WorkflowError as exc:
         _remove_new(directory, rev_id, existing)
         exc.service = service
         raise
     return script
+
+
+def _mark_head(directory: Path, path: Path) -> None:
+    """The new revision is the history's one head: the head marker names it."""
+    try:
+        head_marker.write(directory, path.stem)
+    except OSError as exc:
+        raise WorkflowError(
+            f"the head marker {head_marker.MARKER} cannot be written ({exc.strerror or exc}); "
+            "nothing written",
+            kind="unwritable_marker",
+            path=head_marker.marker_path(directory),
+        ) from None
 
 
 def _remove_new(directory: Path, rev_id: str, existing: set[Path]) -> list[Path]:
@@ -323,7 +341,7 @@ def _remove_new(directory: Path, rev_id: str, existing: set[Path]) -> list[Path]
     return removed
 
 
-def _format(path: Path) -> None:
+def format_file(path: Path) -> None:
     """``ruff check --fix`` and ``ruff format`` the file, as Alembic's post-write hooks do
     for the raw command line, with the output captured: lint findings that remain are
     not failures (the checks that follow decide), and nothing is printed."""
@@ -408,28 +426,29 @@ def renumber(config: DevConfig, service: str, file: Path) -> Written:
             service=service,
         )
     new_id = next_id(directory, history)
-    source = path.read_text(encoding="utf-8")
-    pattern = re.compile(r"^(revision\s*(?::\s*str\s*)?=\s*)([\"'])" + re.escape(old[0]) + r"\2",
-                         re.MULTILINE)  # fmt: skip
-    updated, count = pattern.subn(lambda m: f"{m.group(1)}{m.group(2)}{new_id}{m.group(2)}", source)
-    if count != 1:
+    try:
+        updated = rewrite_header(path.read_text(encoding="utf-8"), revision=new_id)
+    except ValueError as exc:
         raise WorkflowError(
-            f'could not find `revision = "{old[0]}"` in {path.name}',
+            f"{path.name} cannot be renumbered: {exc}",
             kind="not_a_revision_file",
             service=service,
-        )
-    updated = re.sub(
-        r"^(Revision ID:\s*)" + re.escape(old[0]) + r"\s*$",
-        rf"\g<1>{new_id}",
-        updated,
-        flags=re.MULTILINE,
-    )
+        ) from None
     slug = path.stem.split("_", 1)[1] if "_" in path.stem else "revision"
     target = directory / f"{new_id}_{slug}.py"
     target.write_text(updated, encoding="utf-8")
     path.unlink()
+    forget_bytecode(path)
     parsed = parse_revision_file(target)
+    head_marker.write_for(directory, read_directory(directory, config.cache_dir))
     return Written(new_id, target, parsed.down)
+
+
+def forget_bytecode(path: Path) -> None:
+    """Remove the cached bytecode of ``path``: a file rewritten within the same second at
+    the same size would otherwise be imported from the stale ``.pyc``."""
+    for compiled in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
+        compiled.unlink(missing_ok=True)
 
 
 def _all_revisions(directory: Path) -> list[tuple[str, Path]]:

@@ -16,8 +16,19 @@ from db_devtools.config import DevConfig
 
 Stamp = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
 # What a file says, in plain tuples (cheap to pickle): a revision's fields, or why not.
-Fields = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str | None] | str
-CACHE_VERSION = 4
+Fields = (
+    tuple[
+        str,
+        tuple[str, ...],
+        tuple[str, ...],
+        tuple[str, ...],
+        str,
+        str | None,
+        tuple[tuple[str, str], ...],
+    ]
+    | str
+)
+CACHE_VERSION = 5
 
 
 def _cache_file(cache_dir: Path, directory: Path) -> Path:
@@ -50,7 +61,7 @@ def _fields(path: Path) -> Fields:
         r = parse_revision_file(path, check_syntax=True)
     except ValueError as exc:
         return str(exc)
-    return (r.id, r.down, r.branch_labels, r.depends_on, r.message, r.phase)
+    return (r.id, r.down, r.branch_labels, r.depends_on, r.message, r.phase, r.replaces)
 
 
 def read_directory(directory: Path, cache_dir: Path | None) -> History:
@@ -91,6 +102,7 @@ def read_directory(directory: Path, cache_dir: Path | None) -> History:
                     directory / name,
                     fields[4],
                     fields[5],
+                    fields[6],
                 )
             )
     return history

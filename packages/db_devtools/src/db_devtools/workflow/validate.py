@@ -2,10 +2,11 @@
 
 Offline checks read the files only (see ``shared_db.soundness``), every file compiled:
 one head, no dangling ``down_revision``, no duplicate IDs, file names matching IDs,
-nothing cut off from the base, unique branch labels, every file a valid revision; then
-the squawk lint of the revisions not yet on the main branch. Database checks upgrade a
-scratch database to head and compare it with the models, and compare the applied
-revisions' checksums with the files. The Invoke front end adds a fix to each problem.
+nothing cut off from the base, unique branch labels, every file a valid revision, the
+head marker naming the head (``head_marker``); then the squawk lint of the revisions not
+yet on the main branch. Database checks upgrade a scratch database to head and compare
+it with the models, and compare the applied revisions' checksums with the files. The
+Invoke front end adds a fix to each problem.
 """
 
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from shared_db.services import check_service
 from shared_db.soundness import Problem, history_problems
 
 from db_devtools.config import DevConfig
+from db_devtools.workflow.head_marker import MARKER_KINDS, marker_problems
 from db_devtools.workflow.history_cache import read_directory
 
 
@@ -32,9 +34,13 @@ class Report:
 
 
 def validate_directory(service: str, directory: Path, cache_dir: Path | None = None) -> Report:
-    """The offline checks of the history in ``directory`` (any folder of revision files)."""
+    """The offline checks of the history in ``directory`` (any folder of revision files),
+    and of its head marker once the history itself is sound."""
     history = read_directory(directory, cache_dir)
-    return Report(service, history_problems(service, history), history.heads)
+    problems = history_problems(service, history)
+    if not any(p.fatal for p in problems):
+        problems += marker_problems(service, directory, history)
+    return Report(service, problems, history.heads)
 
 
 def lint_problems(
@@ -114,7 +120,7 @@ def validate(
     report = validate_directory(
         check_service(service), config.versions_dir(service), config.cache_dir
     )
-    if not report.ok:
+    if any(p.kind not in MARKER_KINDS for p in report.problems):
         return report  # a broken graph can be neither rendered nor upgraded
     if lint:
         report.problems.extend(lint_problems(config, service))

@@ -108,10 +108,14 @@ class RevisionRecorder:
             self.table_ready = True
         duration_ms = round((time.perf_counter() - self.step_started) * 1000)
         for revision in step.up_revision_ids:
-            if not step.is_upgrade:
-                _execute(ctx, self.forget, revision=revision)
-                continue
             found = self.script.get_revision(revision)
+            if not step.is_upgrade:
+                # A baseline (migrate.squash) undone takes the records of the revisions it
+                # replaced with it: a database that applied them is at base now.
+                replaced = getattr(found.module, "replaces", None) if found is not None else None
+                for gone in (*(replaced or ()), revision):
+                    _execute(ctx, self.forget, revision=gone)
+                continue
             path = Path(found.path) if found is not None and found.path else None
             phase = getattr(found.module, "phase", None) if found is not None else None
             _execute(

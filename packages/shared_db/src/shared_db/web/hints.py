@@ -31,6 +31,17 @@ def hint(error: SharedDbError, *, in_container: bool) -> str | None:
         )
     if error.kind == "database_error":
         return f"check the credentials and database in {variables}"
+    if error.kind == "squashed_revision":
+        target = error.revision or "the baseline"
+        if in_container:
+            return (
+                f"deploy a release from before the squash first (it upgrades the database "
+                f"to {target}), then this one"
+            )
+        return (
+            f"upgrade it to {target} with the code from before the squash (git log -- the "
+            f"baseline's file), e.g.: invoke migrate.upgrade --service {service} --target {target}"
+        )
     if error.kind == "unknown_revision":
         return "deploy the newer version, or downgrade with the code that wrote it"
     if error.kind == "revision_failed":
