@@ -9,6 +9,8 @@ Alembic's own ``ScriptDirectory`` on every real history of the project.
 """
 
 import json
+import os
+import py_compile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from db_devtools.workflow.validate import Report, validate_directory
 from dev_tasks.hints import HINTS, for_problem, problem_fix
 from helpers import alembic_script, alembic_shape, head, invoke, reader_shape
 from shared_db.config import DbConfig
-from shared_db.history import read_directory, read_history, sort_ids
+from shared_db.history import compiled_cache_is_fresh, read_directory, read_history, sort_ids
 from shared_db.services import SERVICES
 from shared_db.soundness import FATAL, Problem, fatal_problems, history_problems
 
@@ -392,6 +394,35 @@ def test_a_syntax_error_below_a_valid_header_is_found_by_compiling(tmp_path: Pat
     assert "0002_change.py is not a valid revision file (syntax error on line" in (
         verdict.problems[0].message
     )
+
+
+def test_a_fresh_bytecode_cache_stands_for_compiling_and_a_stale_one_does_not(
+    tmp_path: Path,
+) -> None:
+    """The runner's syntax check skips compiling a file whose ``__pycache__`` entry
+    Python's import would use as it is (it compiled); a file written since is compiled
+    again, so a syntax error in it is found even though an older, valid version left a
+    cache. (The dev tooling always compiles.)"""
+    linear(tmp_path, 1)
+    path = write_revision(tmp_path, "0002", "0001")
+    assert not compiled_cache_is_fresh(path)
+    py_compile.compile(str(path), doraise=True)  # what importing it writes
+    assert compiled_cache_is_fresh(path)
+    assert read_directory(tmp_path, check_syntax=True, trust_bytecode=True).unreadable == []
+    good = path.read_text(encoding="utf-8")
+    cached = path.stat().st_mtime
+    path.write_text(good.replace("    pass\n", "    pas(\n", 1), encoding="utf-8")  # same size
+    # Same size, same time as the cache says: Python's import would run the cache, so
+    # trusting it is what Alembic would do; compiling it finds the error.
+    os.utime(path, (cached, cached))
+    assert compiled_cache_is_fresh(path)
+    assert read_directory(tmp_path, check_syntax=True, trust_bytecode=True).unreadable == []
+    assert read_directory(tmp_path, check_syntax=True).unreadable != []
+    stamp = cached + 2  # a later write, whatever the clock's granularity
+    os.utime(path, (stamp, stamp))
+    assert not compiled_cache_is_fresh(path)
+    [unreadable] = read_directory(tmp_path, check_syntax=True, trust_bytecode=True).unreadable
+    assert unreadable.path == path and unreadable.reason.startswith("syntax error on line ")
 
 
 def test_unreadable_files_are_each_reported(tmp_path: Path) -> None:

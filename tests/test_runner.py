@@ -155,6 +155,20 @@ def test_a_cli_upgrade_and_a_replica_started_together_never_interleave(pg_server
             assert all(result.after == head(service) for result in results)
 
 
+def test_a_front_ends_failing_report_is_its_own_error_not_the_next_revisions(
+    empty_database: URL,
+) -> None:
+    """The report runs between two revisions (the first one committed): its error comes
+    out as it is, and the database stays at the revision it was reporting."""
+
+    def report(progress: runner.Progress) -> None:
+        raise RuntimeError(f"the terminal went away after {progress.revision}")
+
+    with pytest.raises(RuntimeError, match="the terminal went away after 0001"):
+        runner.upgrade(config_for(empty_database), SERVICE, report=report)
+    assert runner_heads(empty_database) == ("0001",)
+
+
 def test_every_migration_connection_names_service_path_host_and_pid(
     empty_database: URL, probe_history: Path
 ) -> None:
@@ -287,6 +301,33 @@ def test_waiting_for_the_migration_lock_names_its_holder(
     assert "(another-migrator, " in str(failure.value)
     waiting = [m for m in caplog.messages if "waiting 1 s for the migration lock, held by" in m]
     assert waiting and "another-migrator" in waiting[0]
+
+
+def test_a_waiter_waits_on_the_server_and_migrates_once_the_holder_lets_go(
+    empty_database: URL,
+) -> None:
+    """No polling: the waiting migrator sits in a lock wait on the server, so the lock
+    passes to it the moment the holder lets go."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with session(empty_database, "another-migrator") as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(SERVICE),))
+            holder.commit()
+            config = config_for(empty_database, caller="cli")
+            upgrading = pool.submit(runner.upgrade, config, SERVICE)
+            wait_until(
+                lambda: bool(
+                    sql(
+                        empty_database,
+                        "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE "
+                        "'migrate-lock:%' AND wait_event_type = 'Lock' "
+                        "AND wait_event = 'advisory'",
+                    )
+                ),
+                what="the migrator waiting on the server for the advisory lock",
+            )
+            assert not upgrading.done()
+        result = upgrading.result(timeout=60)  # the holder's session ended: lock released
+    assert result.action == "upgraded" and result.after == (BASE_HEAD,)
 
 
 # -- no orphaned work ------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """A database at head in constant time: templates per history version, and the pytest
 plugin the runtime ships for the services' own test suites."""
 
+import os
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -105,6 +107,23 @@ def test_a_changed_history_gets_a_new_template_and_the_old_one_goes(
         ) == [("bigint",)]
     finally:
         templates.drop(url)
+
+
+def test_the_kept_checksum_sees_an_edit_of_the_same_size(history_copy: DbConfig) -> None:
+    """The checksum is kept per process and keyed by each file's stat: an edit that keeps
+    the size (and a file added) still gives a new one."""
+    versions = history_copy.versions_dir(SERVICE)
+    probe = sorted(versions.glob("*_probe_*.py"))[-1]
+    settled = time.time() - 60  # older than the "written just now" guard
+    for path in versions.glob("*.py"):
+        os.utime(path, (settled, settled))
+    first = templates.history_checksum(history_copy, SERVICE)
+    assert templates.history_checksum(history_copy, SERVICE) == first
+    probe.write_text(probe.read_text().replace("id integer", "id numeric"))  # same size
+    second = templates.history_checksum(history_copy, SERVICE)
+    assert second != first
+    (versions / "9999_extra.py").write_text(EXTRA_REVISION.format(rev="9999", down="0001"))
+    assert templates.history_checksum(history_copy, SERVICE) not in (first, second)
 
 
 def test_concurrent_builders_build_it_once(pg_server: URL, history_copy: DbConfig) -> None:

@@ -8,6 +8,7 @@ validator and ``migrate.heads`` are built on it.
 """
 
 import ast
+import importlib.util
 import os
 import re
 import unicodedata
@@ -138,11 +139,15 @@ def _fast_parse(source: str, path: Path) -> Revision | None:
     return _revision(revision, values, path, docstring.group(2).strip())
 
 
-def parse_revision_file(path: Path, *, check_syntax: bool = False) -> Revision:
+def parse_revision_file(
+    path: Path, *, check_syntax: bool = False, trust_bytecode: bool = False
+) -> Revision:
     """One revision file; raises ``ValueError`` saying why it is not a revision.
 
     The header is read without compiling the file; ``check_syntax`` also compiles it
-    (as Alembic's import would), so a syntax error anywhere in it is found."""
+    (as Alembic's import would), so a syntax error anywhere in it is found; with
+    ``trust_bytecode``, not if its bytecode cache is fresh: then it compiled, and
+    Alembic's import would use that cache."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -152,13 +157,32 @@ def parse_revision_file(path: Path, *, check_syntax: bool = False) -> Revision:
     fast = _fast_parse(source, path)
     if fast is None:
         return _ast_parse(source, path)
-    if check_syntax:
+    if check_syntax and not (trust_bytecode and compiled_cache_is_fresh(path)):
         try:
             compile(source, str(path), "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as exc:
             line = getattr(exc, "lineno", None)
             raise ValueError(f"syntax error on line {line}: {getattr(exc, 'msg', exc)}") from exc
     return fast
+
+
+def compiled_cache_is_fresh(path: Path) -> bool:
+    """Whether ``path`` has a bytecode cache (``__pycache__``) that Python's import would
+    use as it is: this interpreter's magic number, stamped with the source's current
+    modification time and size (PEP 3147/552, the default timestamp kind)."""
+    try:
+        with open(importlib.util.cache_from_source(str(path)), "rb") as cached:
+            header = cached.read(16)
+        stat = path.stat()
+    except (OSError, NotImplementedError, ValueError):
+        return False
+    return (
+        len(header) == 16
+        and header[:4] == importlib.util.MAGIC_NUMBER
+        and int.from_bytes(header[4:8], "little") == 0  # not a hash-based cache
+        and int.from_bytes(header[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
+        and int.from_bytes(header[12:16], "little") == stat.st_size & 0xFFFFFFFF
+    )
 
 
 def _ast_parse(source: str, path: Path) -> Revision:
@@ -232,10 +256,14 @@ class History:
             history.add(revision)
         return history
 
-    def add_file(self, path: Path, *, check_syntax: bool = False) -> None:
+    def add_file(
+        self, path: Path, *, check_syntax: bool = False, trust_bytecode: bool = False
+    ) -> None:
         """Read one file: a revision, or an unreadable file with the reason."""
         try:
-            self.add(parse_revision_file(path, check_syntax=check_syntax))
+            self.add(
+                parse_revision_file(path, check_syntax=check_syntax, trust_bytecode=trust_bytecode)
+            )
         except ValueError as exc:
             self.unreadable.append(Unreadable(path, str(exc)))
 
@@ -382,16 +410,19 @@ def revision_file_names(directory: Path) -> list[str]:
         )
 
 
-def read_directory(directory: Path, *, check_syntax: bool = False) -> History:
+def read_directory(
+    directory: Path, *, check_syntax: bool = False, trust_bytecode: bool = False
+) -> History:
     """The history in ``directory`` (a missing folder is an empty history); with
-    ``check_syntax`` every file is compiled too."""
+    ``check_syntax`` every file is compiled too (with ``trust_bytecode``, a file whose
+    bytecode cache is fresh counts as compiled)."""
     history = History()
     try:
         names = revision_file_names(directory)
     except FileNotFoundError:
         return history
     for name in names:
-        history.add_file(directory / name, check_syntax=check_syntax)
+        history.add_file(directory / name, check_syntax=check_syntax, trust_bytecode=trust_bytecode)
     return history
 
 

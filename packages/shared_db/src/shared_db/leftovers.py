@@ -15,6 +15,7 @@
 import logging
 import re
 import time
+from collections.abc import Callable
 
 from psycopg import sql
 
@@ -59,18 +60,28 @@ def settle_leftover_migrators(conn: Conn, config: DbConfig, service: str) -> Non
             log.warning("%s: terminated backend pid %d left by an earlier migrator", service, pid)
 
 
-def invalid_indexes(conn: Conn, tables: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """(schema, index, table) of the invalid indexes on ``tables`` ((schema, table) pairs)."""
+Tables = set[tuple[str, str]]
+
+
+def invalid_indexes(
+    conn: Conn, tables: Tables | Callable[[], Tables]
+) -> list[tuple[str, str, str]]:
+    """(schema, index, table) of the invalid indexes on ``tables`` ((schema, table) pairs,
+    or a function giving them, asked only when the database has an invalid index at all:
+    knowing a service's tables means importing its models)."""
     rows = conn.execute(
         "SELECT n.nspname, c.relname, t.relname FROM pg_index i "
         "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid "
         "ORDER BY 1, 2"
     ).fetchall()
-    return [(schema, index, table) for schema, index, table in rows if (schema, table) in tables]
+    if not rows:
+        return []
+    wanted = tables() if callable(tables) else tables
+    return [(schema, index, table) for schema, index, table in rows if (schema, table) in wanted]
 
 
-def drop_invalid_indexes(conn: Conn, service: str, tables: set[tuple[str, str]]) -> None:
+def drop_invalid_indexes(conn: Conn, service: str, tables: Tables | Callable[[], Tables]) -> None:
     """Drop the invalid indexes a killed ``CREATE INDEX CONCURRENTLY`` left on ``tables``."""
     for schema, index, table in invalid_indexes(conn, tables):
         statement = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(

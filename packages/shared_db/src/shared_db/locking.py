@@ -4,7 +4,10 @@ Session-level, because a transaction-level lock would be released by the autocom
 blocks some revisions need (``CREATE INDEX CONCURRENTLY``). On its own connection, so
 that the connection applying revisions can be rolled back, cancelled or replaced
 without letting go of the lock. The wait is bounded, and while waiting the runner says
-who holds the lock.
+who holds the lock. A waiter first tries without waiting (a database at head never
+waits); then it waits on the server (``pg_advisory_lock`` under a ``lock_timeout``), so
+it gets the lock the moment the holder lets go, without polling: replicas starting
+together hand the lock on to each other at once.
 """
 
 import hashlib
@@ -12,6 +15,8 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import psycopg
 
 from shared_db import sessions
 from shared_db.config import DbConfig
@@ -23,7 +28,6 @@ log = logging.getLogger("signalmarket.migrate")
 # While waiting: the first report after this many seconds, then every REPORT_EVERY_S.
 FIRST_REPORT_S = 1.0
 REPORT_EVERY_S = 10.0
-POLL_S = 0.05
 
 
 def lock_key(service: str) -> int:
@@ -35,6 +39,18 @@ def lock_key(service: str) -> int:
 def _try_lock(conn: Conn, key: int) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
     return bool(row and row[0])
+
+
+def _wait_for_lock(conn: Conn, key: int, seconds: float) -> bool:
+    """Wait at most ``seconds`` for the lock on the server; whether it was granted."""
+    try:
+        with conn.transaction():  # the timeout is this transaction's; the lock, the session's
+            timeout = f"{max(1, round(seconds * 1000))}ms"
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
 
 
 def _holders(conn: Conn, key: int) -> str:
@@ -56,9 +72,10 @@ def migration_lock(config: DbConfig, service: str) -> Iterator[Conn]:
     with conn:
         started = time.monotonic()
         deadline, next_report = started + config.lock_wait_s, started + FIRST_REPORT_S
-        while not _try_lock(conn, key):
+        granted = _try_lock(conn, key)
+        while not granted:
             now = time.monotonic()
-            if now > deadline:
+            if now >= deadline:
                 raise MigrationError(
                     f"waited {config.lock_wait_s:g} s for the migration lock, held by "
                     f"{_holders(conn, key)}",
@@ -73,7 +90,7 @@ def migration_lock(config: DbConfig, service: str) -> Iterator[Conn]:
                     _holders(conn, key),
                 )
                 next_report = now + REPORT_EVERY_S
-            time.sleep(POLL_S)
+            granted = _wait_for_lock(conn, key, min(deadline, next_report) - now)
         try:
             yield conn
         finally:

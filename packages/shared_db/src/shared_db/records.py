@@ -74,6 +74,14 @@ def record_sql(service: str) -> str:
     )
 
 
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def driver_sql(statement: str) -> str:
+    """A statement of this module with its ``:name`` parameters as psycopg's ``%(name)s``."""
+    return _NAMED.sub(r"%(\1)s", statement)
+
+
 def forget_sql(service: str) -> str:
     return f"DELETE FROM {records_table(service)} WHERE revision = :revision"
 

@@ -29,25 +29,22 @@ the containers all come here, so they share its guarantees:
 """
 
 import logging
-import random
-import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
-from shared_db import leftovers, records, sessions
+from shared_db import leftovers, records
+from shared_db.applier import Applier, Progress, Reporter
 from shared_db.config import DbConfig
-from shared_db.connections import connect, first_line
+from shared_db.connections import connect
 from shared_db.errors import DatabaseError, MigrationError
 from shared_db.history import History, read_history
 from shared_db.interrupts import Interrupted, interruptible
 from shared_db.locking import lock_key, migration_lock
-from shared_db.sessions import Conn, Session
+from shared_db.sessions import Conn
 from shared_db.soundness import loaded, sound_history
 from shared_db.status import Status, at_head, read_state, status_of
 
@@ -56,6 +53,8 @@ if TYPE_CHECKING:  # Alembic is imported only when there is something to apply
     from alembic.script import ScriptDirectory
 
 __all__ = [
+    "Progress",
+    "Reporter",
     "RunResult",
     "downgrade",
     "lock_key",
@@ -66,8 +65,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("signalmarket.migrate")
-LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement whose lock_timeout expired
-_INTERVAL = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min)?$")
 
 
 @dataclass(frozen=True)
@@ -81,29 +78,6 @@ class RunResult:
     after: tuple[str, ...]
     steps: tuple[str, ...] = field(default=())  # revisions applied (or undone), in order
     ahead: tuple[str, ...] = field(default=())  # for "ahead": the newer revisions
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One revision applied (or undone): what a front end shows as it goes."""
-
-    service: str
-    revision: str
-    message: str
-    number: int
-    total: int
-    seconds: float
-    undo: bool = False
-
-    def line(self) -> str:
-        verb = "undone: " if self.undo else ""
-        return (
-            f"{self.service}: {verb}{self.revision} {self.message} "
-            f"({self.number}/{self.total}) {self.seconds:.2f} s"
-        )
-
-
-Reporter = Callable[[Progress], None]
 
 
 def log_progress(progress: Progress) -> None:
@@ -295,173 +269,6 @@ def _prepare_session(connection: Connection, config: DbConfig) -> int:
     return pid
 
 
-def _lock_timeout(script: "ScriptDirectory", service: str, revision: str, default: float) -> str:
-    """The revision's own ``lock_timeout`` (e.g. ``lock_timeout = "5s"`` in its file),
-    else the configured one."""
-    found = script.get_revision(revision)
-    own = getattr(found.module, "lock_timeout", None) if found is not None else None
-    if own is None:
-        return f"{round(default * 1000)}ms"
-    if not isinstance(own, str) or not _INTERVAL.match(own.strip()):
-        raise MigrationError(
-            f"revision {revision} sets lock_timeout = {own!r}; expected a duration such as "
-            '"5s" or "500ms"',
-            kind="bad_revision_setting",
-            service=service,
-            revision=revision,
-        )
-    return own.strip()
-
-
-class _BlockerWatch:
-    """While a revision runs, who blocks the migration's backend (polled from the idle
-    lock connection, so that the sessions are known even after the statement gave up)."""
-
-    def __init__(self, conn: Conn, pid: int, interval: float = 0.1) -> None:
-        self.conn, self.pid, self.interval = conn, pid, interval
-        self.seen: list[Session] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                found = sessions.blockers(self.conn, self.pid)
-            except Exception:
-                return
-            if found:
-                self.seen = found
-
-    def __enter__(self) -> "_BlockerWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def describe(self) -> str:
-        return "; ".join(s.describe() for s in self.seen) or "sessions that let go meanwhile"
-
-
-def _lock_not_granted(exc: BaseException) -> bool:
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
-
-
-def _pause(attempt: int) -> float:
-    """Jittered, growing pauses between attempts: the queued traffic drains meanwhile."""
-    return float(random.uniform(0.5, 1.0) * min(5.0, 0.25 * 2**attempt))
-
-
-class _Applier:
-    """Applies the planned steps one by one on the migration connection."""
-
-    def __init__(
-        self,
-        config: DbConfig,
-        service: str,
-        connection: Connection,
-        lock_conn: Conn,
-        script: "ScriptDirectory",
-        pid: int,
-    ) -> None:
-        from alembic.runtime.migration import MigrationContext
-
-        from shared_db.migrations.env_runner import RevisionRecorder, runner_options
-
-        self.config, self.service, self.connection = config, service, connection
-        self.lock_conn, self.script, self.pid = lock_conn, script, pid
-        self.queue: list[MigrationStep] = []
-        queue = self.queue
-        self.recorder = RevisionRecorder(service, script)
-        self.context: MigrationContext = MigrationContext.configure(
-            connection,
-            opts={**runner_options(service, script, self.recorder), "fn": lambda _h, _c: queue},
-        )
-        self.timeout = ""
-
-    def apply(self, revision: str, step: "MigrationStep", verb: str) -> None:
-        from alembic.operations import Operations
-
-        timeout = _lock_timeout(
-            self.script, self.service, revision, self.config.table_lock_timeout_s
-        )
-        if timeout != self.timeout:
-            self.connection.exec_driver_sql(f"SET lock_timeout = '{timeout}'")
-            self.connection.commit()
-            self.timeout = timeout
-        started, attempt = time.monotonic(), 0
-        while True:
-            attempt += 1
-            self.queue[:] = [step]
-            watch = _BlockerWatch(self.lock_conn, self.pid)
-            self.recorder.step_started = time.perf_counter()
-            try:
-                with watch, Operations.context(self.context):
-                    self.context.run_migrations()
-                return
-            except (Interrupted, DatabaseError):
-                raise
-            except Exception as exc:
-                self.connection.rollback()
-                if not _lock_not_granted(exc):
-                    raise self._failed(revision, exc) from exc
-                elapsed = time.monotonic() - started
-                left = self.config.retry_budget_s - elapsed
-                if attempt >= self.config.lock_retries or left <= 0:
-                    raise MigrationError(
-                        f"lock contention: revision {revision} was not granted a table lock "
-                        f"within {timeout} in {attempt} attempt(s) over {elapsed:.0f} s; "
-                        f"blocked by {watch.describe()}; the revision itself is not at fault "
-                        f"and was rolled back; the database stays at {self._at()}",
-                        kind="lock_contention",
-                        service=self.service,
-                        revision=revision,
-                    ) from None
-                pause = min(_pause(attempt), left)
-                log.warning(
-                    "%s: %s %s: no table lock within %s (attempt %d of %d), blocked by %s; "
-                    "rolled back, retrying in %.1f s",
-                    self.service,
-                    verb,
-                    revision,
-                    timeout,
-                    attempt,
-                    self.config.lock_retries,
-                    watch.describe(),
-                    pause,
-                )
-                time.sleep(pause)
-
-    def _at(self) -> str:
-        try:
-            found = records.current_revisions(self.connection, self.service)
-            self.connection.rollback()
-        except Exception:
-            found = records.current_revisions_raw(self.lock_conn, self.service)
-        return ", ".join(found) or "base"
-
-    def _failed(self, revision: str, exc: BaseException) -> MigrationError:
-        reason = first_line(exc)
-        found = self.script.get_revision(revision)
-        source = Path(found.path).read_text() if found is not None and found.path else ""
-        leftover = leftovers.explain_existing(self.service, revision, reason, source)
-        if leftover:
-            return MigrationError(
-                f"revision {revision} failed: {leftover}",
-                kind="leftover_object",
-                service=self.service,
-                revision=revision,
-            )
-        return MigrationError(
-            f"revision {revision} failed: {reason}; the database stays at {self._at()}",
-            kind="revision_failed",
-            service=self.service,
-            revision=revision,
-            cause=reason,
-        )
-
-
 def _apply(
     config: DbConfig,
     service: str,
@@ -503,19 +310,17 @@ def _apply(
             )
         steps = steps[:first]
     pid = _prepare_session(connection, config)
-    leftovers.drop_invalid_indexes(lock_conn, service, _service_tables(service))
-    applier = _Applier(config, service, connection, lock_conn, script, pid)
-    verb = "undoing" if down else "applying"
-    done: list[str] = []
-    run_started = time.perf_counter()
-    for number, (revision, step) in enumerate(steps, 1):
-        log.debug("%s: %s %s (%d/%d)", service, verb, revision, number, len(steps))
-        started = time.perf_counter()
-        applier.apply(revision, step, verb)
+    leftovers.drop_invalid_indexes(lock_conn, service, lambda: _service_tables(service))
+    applier = Applier(config, service, connection, lock_conn, script, pid)
+
+    def applied(revision: str, seconds: float) -> None:
         message = history.revisions[revision].message if revision in history.revisions else ""
-        elapsed = time.perf_counter() - started
-        report(Progress(service, revision, message, number, len(steps), elapsed, down))
-        done.append(revision)
+        number = len(applier.done)
+        report(Progress(service, revision, message, number, len(steps), seconds, down))
+
+    run_started = time.perf_counter()
+    applier.run(steps, "undoing" if down else "applying", applied)
+    done = applier.done
     after = records.current_revisions(connection, service)
     connection.commit()
     if done:

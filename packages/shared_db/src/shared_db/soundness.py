@@ -241,7 +241,9 @@ def sound_directory(
     """The history in ``directory``, every file compiled; raises ``MigrationError`` (kind
     ``unsound_history``, the problem's kind as ``cause``) when Alembic would reject it.
     ``script`` gives Alembic's reading of it, asked for only when the reader cannot tell."""
-    history = read_directory(directory, check_syntax=True)
+    # A file with a fresh bytecode cache compiled already (the runner's reads of an
+    # installed history, whose caches pip wrote, or of one Alembic imported before).
+    history = read_directory(directory, check_syntax=True, trust_bytecode=True)
     problems = fatal_problems(service, history)
     if any(p.kind == "unreadable_file" and _doubtful(p.message) for p in problems):
         # The reader cannot tell (and what follows from it, e.g. a child's missing

@@ -8,10 +8,18 @@ template, an unchanged one is reused across test runs. Each use is then a
 the history. Concurrent builders (pytest-xdist workers, parallel CI jobs) build it once:
 the build runs under an advisory lock and under a temporary name, renamed only when
 complete, so a killed build never leaves a half-migrated template behind.
+
+A copy costs one connection and one ``CREATE DATABASE``, whose time follows the size of
+the schema (Postgres copies each relation's files), not the length of the history. The
+history's checksum is kept per process and recomputed when a file's name, size, inode
+or modification time changes (a ``stat`` per file, not a read).
 """
 
 import hashlib
+import os
 import secrets
+import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -31,14 +39,38 @@ TEMPLATE_FORMAT = "1"
 PREFIX = "tmpl_"
 
 
+Signature = tuple[tuple[str, int, int, int, int], ...]
+_checksums: dict[tuple[str, Path], tuple[Signature, str]] = {}
+# A file written this recently may be written again within the clock's granularity
+# without its times changing: such a history's checksum is not kept ("racy git").
+_SETTLED_NS = 2_000_000_000
+
+
+def _signature(directory: Path) -> Signature:
+    """What changes when a revision file is added, removed, renamed or written."""
+    found = []
+    for name in revision_file_names(directory):
+        stat = os.stat(directory / name)
+        found.append((name, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino))
+    return tuple(found)
+
+
 def history_checksum(config: DbConfig, service: str) -> str:
     """12 hex digits of sha256 over the history's files (names and contents)."""
-    digest = hashlib.sha256(f"{TEMPLATE_FORMAT}:{check_service(service)}".encode())
     directory = config.versions_dir(service)
-    for name in revision_file_names(directory):
+    signature = _signature(directory)
+    known = _checksums.get((service, directory))
+    if known is not None and known[0] == signature:
+        return known[1]
+    digest = hashlib.sha256(f"{TEMPLATE_FORMAT}:{check_service(service)}".encode())
+    for name, *_stat in signature:
         digest.update(name.encode() + b"\0")
         digest.update((directory / name).read_bytes().replace(b"\r\n", b"\n") + b"\0")
-    return digest.hexdigest()[:12]
+    checksum = digest.hexdigest()[:12]
+    newest = max((max(entry[2], entry[3]) for entry in signature), default=0)
+    if newest < time.time_ns() - _SETTLED_NS:
+        _checksums[(service, directory)] = (signature, checksum)
+    return checksum
 
 
 def template_name(config: DbConfig, service: str) -> str:
@@ -60,17 +92,27 @@ def ensure_template(config: DbConfig, server: URL, service: str) -> str:
     create databases), built now if this history has none yet."""
     name = template_name(config, service)
     with connect_autocommit(server, "postgres", timeout_s=config.connect_timeout_s) as conn:
-        if _exists(conn, name):
-            return name
-        key = _lock_key(name)
-        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-        try:
-            if not _exists(conn, name):  # another process may have built it meanwhile
-                _build(config, server, service, name, conn)
-                _drop_older_versions(conn, config, service, keep=name)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        _ensure(conn, config, server, service, name)
     return name
+
+
+def _ensure(
+    conn: psycopg.Connection[tuple[Any, ...]],
+    config: DbConfig,
+    server: URL,
+    service: str,
+    name: str,
+) -> None:
+    if _exists(conn, name):
+        return
+    key = _lock_key(name)
+    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    try:
+        if not _exists(conn, name):  # another process may have built it meanwhile
+            _build(config, server, service, name, conn)
+            _drop_older_versions(conn, config, service, keep=name)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def _origin(config: DbConfig, service: str) -> str:
@@ -124,19 +166,25 @@ def _drop_older_versions(
 
 def clone(server: URL, template: str, prefix: str = "test") -> URL:
     """A new database copied from ``template``; its URL (drop it with ``drop``)."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
     with connect_autocommit(server, "postgres") as conn:
-        try:
-            conn.execute(
-                sql.SQL(create_database_sql(conn)).format(
-                    sql.Identifier(name), sql.Identifier(template)
-                )
+        return _clone(conn, server, template, prefix)
+
+
+def _clone(
+    conn: psycopg.Connection[tuple[Any, ...]], server: URL, template: str, prefix: str
+) -> URL:
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    try:
+        conn.execute(
+            sql.SQL(create_database_sql(conn)).format(
+                sql.Identifier(name), sql.Identifier(template)
             )
-        except psycopg.Error as exc:
-            raise DatabaseError(
-                f"cannot copy the template {template}: {str(exc).strip().splitlines()[0]}",
-                kind="database_error",
-            ) from None
+        )
+    except psycopg.Error as exc:
+        raise DatabaseError(
+            f"cannot copy the template {template}: {str(exc).strip().splitlines()[0]}",
+            kind="database_error",
+        ) from None
     return server.set(database=name)
 
 
@@ -152,10 +200,15 @@ def drop(url: URL) -> None:
 
 
 def database_at_head(config: DbConfig, server: URL, service: str, prefix: str = "test") -> URL:
-    """A new database with ``service``'s history at head: a copy of its template."""
-    try:
-        return clone(server, ensure_template(config, server, service), prefix)
-    except DatabaseError:
-        # Its template was dropped in between (a newer version of the same history was
-        # just built elsewhere): build it again, once.
-        return clone(server, ensure_template(config, server, service), prefix)
+    """A new database with ``service``'s history at head: a copy of its template (built
+    first if this history has none), on one connection."""
+    name = template_name(config, service)
+    with connect_autocommit(server, "postgres", timeout_s=config.connect_timeout_s) as conn:
+        _ensure(conn, config, server, service, name)
+        try:
+            return _clone(conn, server, name, prefix)
+        except DatabaseError:
+            # Its template was dropped in between (a newer version of the same history
+            # was just built elsewhere): build it again, once.
+            _ensure(conn, config, server, service, name)
+            return _clone(conn, server, name, prefix)

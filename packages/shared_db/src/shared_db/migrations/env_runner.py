@@ -83,13 +83,17 @@ class RevisionRecorder:
     """The ``on_version_apply`` hook: runs inside each revision's own transaction and
     records the revision (parents, checksum, phase, message, duration) beside the version
     table; a downgrade step removes the record. ``step_started`` is when the current step
-    began (the runner sets it; Alembic's own command line counts from the previous step)."""
+    began (the runner sets it; Alembic's own command line counts from the previous step).
+
+    Online, the record is sent as the driver's own SQL (no statement to compile for
+    each revision; the server prepares it after a few); offline (``--sql``) it is
+    rendered into the script like Alembic's own statements."""
 
     def __init__(self, service: str, script: ScriptDirectory) -> None:
         self.script = script
         self.ensure = [text(statement) for statement in records.ensure_table_sql(service)]
-        self.record = text(records.record_sql(service))
-        self.forget = text(records.forget_sql(service))
+        self.record = records.record_sql(service)
+        self.forget = records.forget_sql(service)
         self.table_ready = False  # made (if missing) with the first step
         self.step_started = time.perf_counter()
 
@@ -110,32 +114,49 @@ class RevisionRecorder:
                 # replaced with it: a database that applied them is at base now.
                 replaced = getattr(found.module, "replaces", None) if found is not None else None
                 for gone in (*(replaced or ()), revision):
-                    ctx.execute(self.forget.bindparams(revision=gone))
+                    _execute(ctx, self.forget, revision=gone)
                 continue
             path = Path(found.path) if found is not None and found.path else None
             phase = getattr(found.module, "phase", None) if found is not None else None
-            ctx.execute(
-                self.record.bindparams(
-                    revision=revision,
-                    down=",".join(step.down_revision_ids),
-                    checksum=records.file_checksum(path) if path else "0" * 64,
-                    phase=phase if phase in PHASES else None,
-                    message=((found.doc or "").strip().splitlines() or [""])[0] if found else "",
-                    duration_ms=duration_ms,
-                )
+            _execute(
+                ctx,
+                self.record,
+                revision=revision,
+                down=",".join(step.down_revision_ids),
+                checksum=records.file_checksum(path) if path else "0" * 64,
+                phase=phase if phase in PHASES else None,
+                message=((found.doc or "").strip().splitlines() or [""])[0] if found else "",
+                duration_ms=duration_ms,
             )
         self.step_started = time.perf_counter()
+
+
+def _execute(ctx: MigrationContext, statement: str, **params: object) -> None:
+    """``statement`` (named ``:parameters``) in the revision's transaction."""
+    if ctx.as_sql or ctx.connection is None:
+        ctx.execute(text(statement).bindparams(**params))
+    else:
+        ctx.connection.exec_driver_sql(records.driver_sql(statement), params)
+
+
+def apply_options(service: str, recorder: RevisionRecorder) -> dict[str, Any]:
+    """What a ``MigrationContext`` needs to apply ``service``'s revisions (the runner's:
+    nothing of autogenerate, so the models are not imported)."""
+    # One transaction per revision: a failure leaves the last good revision applied.
+    return {
+        "version_table": version_table(service),
+        "transaction_per_migration": True,
+        "on_version_apply": (recorder,),
+    }
 
 
 def runner_options(
     service: str, script: ScriptDirectory, recorder: RevisionRecorder | None = None
 ) -> dict[str, Any]:
-    """The options of a ``MigrationContext`` that applies ``service``'s revisions."""
-    # One transaction per revision: a failure leaves the last good revision applied.
+    """The options of ``env.py``'s context: applying, and comparing (autogenerate)."""
     return {
         **comparison_options(service),
-        "transaction_per_migration": True,
-        "on_version_apply": (recorder or RevisionRecorder(service, script),),
+        **apply_options(service, recorder or RevisionRecorder(service, script)),
     }
 
 
