@@ -4,8 +4,10 @@ import contextlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import import_module
@@ -340,3 +342,36 @@ def reader_shape(history: History) -> dict[str, object]:
 
 def alembic_script(config: DbConfig, service: str) -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config(config, service))
+
+
+# -- a Docker engine's ping ----------------------------------------------------------------
+
+PING_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+
+
+@contextlib.contextmanager
+def ping_answerer(listener: socket.socket, replies: list[bytes]) -> Iterator[None]:
+    """Answer every connection to ``listener`` (bound) with ``replies[0]``, as dockerd
+    answers ``/_ping``; change ``replies[0]`` to change the answer."""
+    listener.listen()
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(1024)
+                conn.sendall(replies[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

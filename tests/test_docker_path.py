@@ -12,7 +12,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +24,17 @@ from db_devtools.provisioning.databases import drop_database
 from db_devtools.provisioning.local import LocalServer
 from db_devtools.provisioning.ports import free_port
 from dev_tasks.hints import for_error
-from helpers import ROOT, config_for, execute, head, invoke, service_client, sql
+from helpers import (
+    PING_OK,
+    ROOT,
+    config_for,
+    execute,
+    head,
+    invoke,
+    ping_answerer,
+    service_client,
+    sql,
+)
 from shared_db import commands
 from shared_db.errors import SharedDbError
 from shared_db.services import SERVICES, env_prefix
@@ -129,26 +138,8 @@ def engine(tmp_path: Path) -> Iterator[str]:
     path = tmp_path / "docker.sock"
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(path))
-    listener.listen()
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(1024)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"unix://{path}"
-    stop.set()
-    thread.join()
-    listener.close()
+    with ping_answerer(listener, [PING_OK]):
+        yield f"unix://{path}"
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ environment); nothing here patches the environment of the test process.
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from db_devtools.config import COMPOSE_PG_PORT, DevConfig
 from db_devtools.errors import ProvisioningError
 from db_devtools.provisioning import accounts, binaries, docker, ports, resolve
 from dev_tasks.hints import for_error
+from helpers import PING_OK, ping_answerer
 from shared_db import urls
 from shared_db.errors import ConfigurationError, UnknownServiceError
 from shared_db.services import SERVICES
@@ -172,7 +172,7 @@ def fake_daemon(
 ) -> Iterator[tuple[str, list[bytes]]]:
     """A socket that answers like dockerd's /_ping, with a configurable reply; yields
     its DOCKER_HOST value."""
-    replies: list[bytes] = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"]
+    replies: list[bytes] = [PING_OK]
     if request.param == "unix":
         path = tmp_path / "docker.sock"
         listener = socket.socket(socket.AF_UNIX)
@@ -182,26 +182,8 @@ def fake_daemon(
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         host = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
-    listener.listen()
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(1024)
-                conn.sendall(replies[0])
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield host, replies
-    stop.set()
-    thread.join()
-    listener.close()
+    with ping_answerer(listener, replies):
+        yield host, replies
 
 
 def test_docker_is_used_only_when_the_daemon_answers(

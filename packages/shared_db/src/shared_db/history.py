@@ -185,13 +185,9 @@ def compiled_cache_is_fresh(path: Path) -> bool:
     )
 
 
-def _ast_parse(source: str, path: Path) -> Revision:
-    """The exact reading, for any valid file (and the reasons an invalid one fails)."""
-    try:
-        tree = ast.parse(source, filename=str(path))
-    except SyntaxError as exc:
-        raise ValueError(f"syntax error on line {exc.lineno}: {exc.msg}") from exc
-    values: dict[str, object] = {}
+def module_assignments(tree: ast.Module) -> list[tuple[str, ast.expr]]:
+    """The module-level ``name = value`` (or ``name: T = value``) of ``tree``, in order."""
+    found: list[tuple[str, ast.expr]] = []
     for node in tree.body:
         if isinstance(node, ast.Assign):
             targets, value = node.targets, node.value
@@ -200,11 +196,24 @@ def _ast_parse(source: str, path: Path) -> Revision:
         else:
             continue
         for target in targets:
-            if isinstance(target, ast.Name) and target.id in _FIELDS:
-                try:
-                    values[target.id] = ast.literal_eval(value)
-                except ValueError as exc:
-                    raise ValueError(f"{target.id} is not a literal") from exc
+            if isinstance(target, ast.Name):
+                found.append((target.id, value))
+    return found
+
+
+def _ast_parse(source: str, path: Path) -> Revision:
+    """The exact reading, for any valid file (and the reasons an invalid one fails)."""
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise ValueError(f"syntax error on line {exc.lineno}: {exc.msg}") from exc
+    values: dict[str, object] = {}
+    for name, value in module_assignments(tree):
+        if name in _FIELDS:
+            try:
+                values[name] = ast.literal_eval(value)
+            except ValueError as exc:
+                raise ValueError(f"{name} is not a literal") from exc
     revision = values.get("revision")
     if not isinstance(revision, str) or not revision:
         raise ValueError('it declares no `revision = "..."`')

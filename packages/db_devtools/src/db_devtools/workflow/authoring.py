@@ -39,7 +39,7 @@ from shared_db.soundness import failing_file, history_problems
 from shared_db.urls import render
 
 from db_devtools.config import DevConfig
-from db_devtools.errors import WorkflowError
+from db_devtools.errors import WorkflowError, refusal
 from db_devtools.provisioning.databases import scratch_database
 from db_devtools.provisioning.resolve import admin_url
 from db_devtools.workflow import head_marker
@@ -76,13 +76,7 @@ def _require_sound(service: str, history: History, doing: str) -> None:
     heads = [p for p in problems if p.kind == "multiple_heads"]
     first = heads[0] if heads else problems[0] if problems else None
     if first is not None:
-        raise WorkflowError(
-            f"cannot {doing}: {first.message}",
-            kind=first.kind,
-            service=service,
-            revision=first.revision,
-            path=first.path,
-        )
+        raise refusal(doing, service, first)
 
 
 def _message(message: str, *, required: bool = True) -> str:
@@ -224,13 +218,7 @@ def merge(config: DevConfig, service: str, message: str | None = None) -> Writte
     history = read_directory(directory, config.cache_dir)
     problems = [p for p in history_problems(service, history) if p.kind != "multiple_heads"]
     if problems:
-        raise WorkflowError(
-            f"cannot merge: {problems[0].message}",
-            kind=problems[0].kind,
-            service=service,
-            revision=problems[0].revision,
-            path=problems[0].path,
-        )
+        raise refusal("merge", service, problems[0])
     heads = history.heads
     if len(heads) < 2:
         return None
@@ -442,6 +430,40 @@ def renumber(config: DevConfig, service: str, file: Path) -> Written:
     parsed = parse_revision_file(target)
     head_marker.write_for(directory, read_directory(directory, config.cache_dir))
     return Written(new_id, target, parsed.down)
+
+
+def replace_revision_files(
+    versions: Path,
+    service: str,
+    written: dict[Path, str],
+    removed: list[Path],
+    marker: str,
+    tag: str,
+) -> None:
+    """Put ``written`` (path → new content) in place of ``removed``, then the head
+    marker naming ``marker``. New contents go beside their targets first (``.NAME.tag``),
+    so a failure to write leaves the checkout as it was."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, source in written.items():
+            temporary = path.with_name(f".{path.name}.{tag}")
+            temporary.write_text(source, encoding="utf-8")
+            staged.append((temporary, path))
+    except OSError as exc:
+        for temporary, _path in staged:
+            temporary.unlink(missing_ok=True)
+        raise WorkflowError(
+            f"cannot write {versions}: {exc.strerror or exc}; nothing written",
+            kind="unwritable_history",
+            service=service,
+        ) from None
+    for path in removed:
+        path.unlink(missing_ok=True)
+        forget_bytecode(path)
+    for temporary, path in staged:
+        temporary.replace(path)
+        forget_bytecode(path)
+    head_marker.write(versions, marker)
 
 
 def forget_bytecode(path: Path) -> None:

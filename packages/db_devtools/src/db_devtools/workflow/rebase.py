@@ -42,7 +42,7 @@ from shared_db.urls import where
 from db_devtools.config import DevConfig
 from db_devtools.errors import WorkflowError
 from db_devtools.workflow import deployed, gitrefs, gitstate, head_marker
-from db_devtools.workflow.authoring import forget_bytecode
+from db_devtools.workflow.authoring import replace_revision_files
 from db_devtools.workflow.rewrite import rewrite_header
 from db_devtools.workflow.scratch import history_folder, quiet, scratch
 
@@ -457,27 +457,14 @@ def _downgrade_local(config: DevConfig, plan: Plan, checkout: list[Revision]) ->
 def _write(plan: Plan, versions: Path) -> None:
     """The new files, then the old ones removed, then the marker: new contents are
     written beside their targets first, so a failure leaves the checkout as it was."""
-    staged = []
-    try:
-        for move in plan.moves:
-            temporary = move.new_path.with_name(f".{move.new_path.name}.rebase")
-            temporary.write_text(move.source, encoding="utf-8")
-            staged.append((temporary, move))
-    except OSError as exc:
-        for temporary, _move in staged:
-            temporary.unlink(missing_ok=True)
-        raise WorkflowError(
-            f"cannot write {versions}: {exc.strerror or exc}; nothing written",
-            kind="unwritable_history",
-            service=plan.service,
-        ) from None
-    for move in plan.moves:
-        move.old.path.unlink(missing_ok=True)
-        forget_bytecode(move.old.path)
-    for temporary, move in staged:
-        temporary.replace(move.new_path)
-        forget_bytecode(move.new_path)
-    head_marker.write(versions, plan.marker)
+    replace_revision_files(
+        versions,
+        plan.service,
+        {move.new_path: move.source for move in plan.moves},
+        [move.old.path for move in plan.moves],
+        plan.marker,
+        "rebase",
+    )
 
 
 # -- the command ----------------------------------------------------------------------------

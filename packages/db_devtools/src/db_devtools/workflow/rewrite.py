@@ -12,6 +12,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from shared_db.history import module_assignments
+
 _ID_LINE = re.compile(r"^(Revision ID:[ \t]*)(\S*)([ \t]*)$", re.MULTILINE)
 _REVISES_LINE = re.compile(r"^(Revises:[ \t]*)(.*?)([ \t]*)$", re.MULTILINE)
 
@@ -42,21 +44,6 @@ def _span(node: ast.expr, source: str, starts: list[int]) -> _Span:
         return starts[line - 1] + len(text)
 
     return _Span(offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset))
-
-
-def _values(tree: ast.Module) -> dict[str, ast.expr]:
-    found: dict[str, ast.expr] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        else:
-            continue
-        for target in targets:
-            if isinstance(target, ast.Name):
-                found[target.id] = value
-    return found
 
 
 def _quote(text: str) -> str:
@@ -112,7 +99,7 @@ def rewrite_header(
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise ValueError(f"syntax error on line {exc.lineno}: {exc.msg}") from None
-    values = _values(tree)
+    values = dict(module_assignments(tree))  # the last one wins, as at import
     starts = _offsets(source)
     edits: list[tuple[_Span, str]] = []
     if revision is not None:

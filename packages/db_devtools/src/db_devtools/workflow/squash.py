@@ -36,9 +36,9 @@ from shared_db.services import check_service
 from shared_db.soundness import fatal_problems
 
 from db_devtools.config import DevConfig
-from db_devtools.errors import WorkflowError
+from db_devtools.errors import WorkflowError, refusal
 from db_devtools.workflow import deployed, gitrefs, gitstate, head_marker
-from db_devtools.workflow.authoring import forget_bytecode, format_file
+from db_devtools.workflow.authoring import format_file, replace_revision_files
 from db_devtools.workflow.fingerprint import Fingerprint, counts, differences, digest, fingerprint
 from db_devtools.workflow.history_cache import read_history
 from db_devtools.workflow.rewrite import rewrite_header
@@ -83,13 +83,7 @@ def _choose(config: DevConfig, service: str, to: str) -> tuple[History, str]:
     history = read_history(config, service)
     problems = fatal_problems(service, history)
     if problems:
-        raise WorkflowError(
-            f"cannot squash: {problems[0].message}",
-            kind=problems[0].kind,
-            service=service,
-            revision=problems[0].revision,
-            path=problems[0].path,
-        )
+        raise refusal("squash", service, problems[0])
     rev = history.heads[0] if to in ("head", "heads") else to
     if rev not in history.revisions:
         raise WorkflowError(
@@ -411,25 +405,11 @@ def _validate(config: DevConfig, service: str, rev: str) -> None:
 def _write(plan: Squash, versions: Path) -> None:
     """New files beside their targets first, then the replaced files removed, then the
     new ones in place and the marker: a failure before the removal changes nothing."""
-    targets = {plan.baseline: plan.source, **plan.rewritten}
-    staged = []
-    try:
-        for path, source in targets.items():
-            temporary = path.with_name(f".{path.name}.squash")
-            temporary.write_text(source, encoding="utf-8")
-            staged.append((temporary, path))
-    except OSError as exc:
-        for temporary, _path in staged:
-            temporary.unlink(missing_ok=True)
-        raise WorkflowError(
-            f"cannot write {versions}: {exc.strerror or exc}; nothing written",
-            kind="unwritable_history",
-            service=plan.service,
-        ) from None
-    for revision in plan.replaced:
-        revision.path.unlink(missing_ok=True)
-        forget_bytecode(revision.path)
-    for temporary, path in staged:
-        temporary.replace(path)
-        forget_bytecode(path)
-    head_marker.write(versions, plan.marker)
+    replace_revision_files(
+        versions,
+        plan.service,
+        {plan.baseline: plan.source, **plan.rewritten},
+        [revision.path for revision in plan.replaced],
+        plan.marker,
+        "squash",
+    )
