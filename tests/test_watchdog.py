@@ -139,7 +139,15 @@ def test_a_prctl_server_has_no_watchdog(state_dir: Path) -> None:
 
 
 def test_the_watchdog_stops_its_process_when_released() -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # SIGQUIT at its default action: a shell starting the tests in the background
+    # leaves it ignored, and children inherit that.
+    sleeper = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGQUIT, signal.SIG_DFL); time.sleep(60)",
+        ]
+    )
     try:
         guard = Watchdog(sleeper.pid)
         time.sleep(0.05)
