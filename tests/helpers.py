@@ -1,14 +1,14 @@
 """Helpers shared by the tests (imported by tests and conftest.py, never from conftest)."""
 
 import contextlib
-import io
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -25,11 +25,13 @@ from shared_db.history import History, read_history, sort_ids
 from shared_db.services import version_table
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL
+from task_runs import run_task
 
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = Path("packages/shared_db/src/shared_db/migrations")
 VERSIONS = MIGRATIONS / "scoring_engine" / "versions"
 MODELS = Path("packages/shared_db/src/shared_db/models/scoring_engine.py")
+TASK_RUNS = Path(__file__).with_name("task_runs.py")
 
 
 def raw(url: URL) -> str:
@@ -106,23 +108,12 @@ def invoke(
 ) -> TaskResult:
     """Run ``invoke ARGS`` in this process, as a user would type it: the environment is
     ``os.environ`` updated with ``env`` (``clean``: without any *DATABASE_URL), in ``cwd``."""
-    from dev_tasks import namespace
-    from invoke.program import Program
-
     base = {k: v for k, v in os.environ.items() if not (clean and k.endswith("DATABASE_URL"))}
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
     with (
         mock.patch.dict(os.environ, {**base, **(env or {})}, clear=True),
         contextlib.chdir(cwd or ROOT),
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
     ):
-        try:
-            Program(namespace=namespace(), version="0").run(["invoke", *args], exit=True)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return TaskResult(code, out.getvalue(), err.getvalue())
+        return TaskResult(*run_task(args))
 
 
 def invoke_process(
@@ -264,6 +255,23 @@ class Repo:
     ) -> subprocess.CompletedProcess[str]:
         """A task run by this copy's own code, in a subprocess (e.g. after a model change)."""
         return invoke_process(*args, env={**self.process_env, **(env or {})}, cwd=self.path)
+
+    def invoke_process_runs(self, *runs: Sequence[str]) -> list[TaskResult]:
+        """Tasks run one after another by this copy's own code, in one subprocess: what
+        ``invoke_process`` does for each, with one interpreter start and one set of imports
+        for all (``task_runs.py``). Nothing may be printed besides the tasks' own output."""
+        results = self.path.parent / "task-runs.json"
+        process = subprocess.run(
+            [sys.executable, str(TASK_RUNS), str(results), json.dumps(runs)],
+            cwd=self.path,
+            env={**os.environ, **self.process_env},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert (process.returncode, process.stdout, process.stderr) == (0, "", ""), process
+        return [TaskResult(*run) for run in json.loads(results.read_text())]
 
     def add_model_column(self, class_anchor: str, column: str) -> None:
         models = self.path / MODELS

@@ -6,8 +6,10 @@ copy of the histories with revisions on top, applied by the runner as a newer
 release's replica would.
 """
 
+import logging
 import os
 import re
+import runpy
 import shutil
 import signal
 import subprocess
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -119,8 +122,6 @@ def test_old_code_refuses_a_database_ahead_by_a_contract_revision(
 
 
 def start_on(database: URL, **env: str) -> None:
-    from unittest import mock
-
     environ = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     with mock.patch.dict(os.environ, {**environ, "DATABASE_URL": raw(database), **env}, clear=True):
         start(ScoringEngineSettings)
@@ -201,17 +202,18 @@ def test_probes_never_hang_on_a_stalled_database_and_log_nothing(own_server: URL
     process, port = _serve(database)
     base = f"http://127.0.0.1:{port}"
     pid = _postmaster_pid(own_server)
+    # One client for every request, shared by the probing threads (httpx allows that):
+    # a client per probe cost ~50 ms of CPU each, most of this test's own CPU.
+    http = httpx.Client(timeout=20)
     try:
         wait_ready([Target(SERVICE, f"{base}/ready", lambda: None)], 60)
-        with httpx.Client(timeout=20) as http:
-            for _ in range(10):
-                assert http.get(f"{base}/ready").status_code == 200
+        for _ in range(10):
+            assert http.get(f"{base}/ready").status_code == 200
         os.kill(pid, signal.SIGSTOP)  # the postmaster stops answering new connections
 
         def probe(path: str) -> tuple[str, int, float]:
             started = time.monotonic()
-            with httpx.Client(timeout=20) as http:
-                status = http.get(f"{base}{path}").status_code
+            status = http.get(f"{base}{path}").status_code
             return path, status, time.monotonic() - started
 
         try:
@@ -232,10 +234,10 @@ def test_probes_never_hang_on_a_stalled_database_and_log_nothing(own_server: URL
         scores = [a for a in answers if a[0] == "/scores"]
         assert max(took for _, _, took in scores) < 15, "a request gives up within its timeout"
         assert {status for _, status, _ in scores} <= {200, 503}, "a stalled database is a 503"
-        with httpx.Client(timeout=20) as http:
-            wait_ready([Target(SERVICE, f"{base}/ready", lambda: None)], 30)
-            assert http.get(f"{base}/health").status_code == 200
+        wait_ready([Target(SERVICE, f"{base}/ready", lambda: None)], 30)
+        assert http.get(f"{base}/health").status_code == 200
     finally:
+        http.close()
         process.terminate()
         output = _output(process, 30)
     probe_lines = [line for line in output.splitlines() if "/ready" in line or "/health" in line]
@@ -251,28 +253,55 @@ def _postmaster_pid(server: URL) -> int:
 # -- migrate-only mode -----------------------------------------------------------------
 
 
-def test_migrate_only_mode_migrates_and_exits(empty_database: URL) -> None:
+def _migrate_in_process(database: URL | str, **env: str) -> int:
+    """``python -m scoring_engine migrate`` in this process: its ``__main__`` module run
+    with that command line and ``database`` as the only URL; the code it exits with."""
+    environ = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    url = database if isinstance(database, str) else raw(database)
+    alembic = logging.getLogger("alembic")
+    level = alembic.level
+    try:
+        with (
+            mock.patch.dict(os.environ, {**environ, "DATABASE_URL": url, **env}, clear=True),
+            mock.patch.object(sys, "argv", [SERVICE, "migrate"]),
+            pytest.raises(SystemExit) as exited,
+        ):
+            runpy.run_module(SERVICE, run_name="__main__")
+    finally:
+        alembic.setLevel(level)  # the entry point quiets Alembic for its process
+    code = exited.value.code
+    assert isinstance(code, int), code
+    return code
+
+
+def test_migrate_only_mode_migrates_and_exits(
+    empty_database: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real process migrates and exits 0; run again (in this process, as a second
+    process would), the database is at head: nothing to do, exit 0 again."""
     process, _port = _serve(empty_database, "migrate")
     output = _output(process, 120)
     assert process.returncode == 0, output
     assert f"{SERVICE}: migrated base -> {HEAD}" in output
     assert len(re.findall(rf"\({REVISIONS}/{REVISIONS}\) \d+\.\d\d s", output)) == 1
     assert "Uvicorn running" not in output, "it does not serve"
-    again, _port = _serve(empty_database, "migrate")
-    output = _output(again, 120)
-    assert again.returncode == 0, output
-    assert f"{SERVICE}: database at head {HEAD}, no migration needed" in output
+    caplog.set_level(logging.INFO, "signalmarket")
+    assert _migrate_in_process(empty_database) == 0, caplog.text
+    assert f"{SERVICE}: database at head {HEAD}, no migration needed" in caplog.messages
     assert sql(empty_database, "SELECT version_num FROM alembic_version_scoring_engine") == [
         (HEAD,)
     ]
 
 
-def test_migrate_only_mode_exit_code_says_what_went_wrong() -> None:
-    process, _port = _serve(URL.create("postgresql", "app", "pw", "127.0.0.1", 1, "app"), "migrate",
-                            env={"DATABASE_WAIT_TIMEOUT": "0.2"})  # fmt: skip
-    output = _output(process)
-    assert process.returncode == 4, output  # the database could not be reached
-    [line] = [line for line in output.splitlines() if " ERROR " in line]
+def test_migrate_only_mode_exit_code_says_what_went_wrong(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The entry point run in this process (test_migrate_only_mode_migrates_and_exits
+    runs it as a real process): the code it exits with, and its one ERROR line."""
+    url = URL.create("postgresql", "app", "pw", "127.0.0.1", 1, "app")
+    code = _migrate_in_process(url, DATABASE_WAIT_TIMEOUT="0.2")
+    assert code == 4, caplog.text  # the database could not be reached
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert f"{SERVICE}: migration failed: gave up after 0.2 s: cannot use the database" in line
 
 

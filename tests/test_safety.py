@@ -151,22 +151,23 @@ def test_dropping_a_column_needs_allow_destructive(repo: Repo) -> None:
     assert comment in source
     models.write_text(source.replace(comment, ""))
     before = repo.revisions()
-    # The copy's models changed: its own code autogenerates, in a process.
-    refused = repo.invoke_process("migrate.revision", "--service", SCORING, "-m", "drop comment")
-    assert refused.returncode == 1
-    assert refused.stderr.strip() == (
+    # The copy's models changed: its own code autogenerates, in a process (one for both
+    # runs: the refused one, then the same with --allow-destructive).
+    refused, allowed = repo.invoke_process_runs(
+        ("migrate.revision", "--service", SCORING, "-m", "drop comment"),
+        ("migrate.revision", "--service", SCORING, "-m", "drop comment", "--allow-destructive"),
+    )
+    assert refused.code == 1
+    assert refused.err.strip() == (
         "error: scoring_engine: autogenerate proposes changes that lose data: "
         "remove column score_feedback.comment; nothing written; if intended, run again "
         "with --allow-destructive"
     )
-    assert repo.revisions() == before
-    allowed = repo.invoke_process(
-        "migrate.revision", "--service", SCORING, "-m", "drop comment", "--allow-destructive"
-    )
-    assert allowed.returncode == 0, allowed.stderr
-    assert "  - remove column score_feedback.comment" in allowed.stdout.splitlines()
-    assert "  contract: remove column score_feedback.comment" in allowed.stdout.splitlines()
-    assert "phase contract)" in allowed.stdout.splitlines()[-3]
+    assert allowed.code == 0, allowed.err
+    assert "  - remove column score_feedback.comment" in allowed.out.splitlines()
+    assert "  contract: remove column score_feedback.comment" in allowed.out.splitlines()
+    assert "phase contract)" in allowed.out.splitlines()[-3]
+    # One file more, numbered next to the head: the refused run wrote nothing.
     assert repo.revisions() == sorted([*before, "0011_drop_comment.py"])
     written = (repo.path / VERSIONS / "0011_drop_comment.py").read_text()
     assert 'op.drop_column("score_feedback", "comment")' in written

@@ -64,54 +64,6 @@ def test_ports_from_moves_the_port_map_as_a_block() -> None:
     assert len(set(offsets.values())) == 1, "every service moves by the same offset"
 
 
-def test_up_then_down(empty_database: URL, tmp_path: Path) -> None:
-    # One shared database, used as is: each service has its own tables and version table.
-    env = _environment(empty_database, tmp_path)
-    base = _four_free_ports()
-    ports = ports_from(base)
-    try:
-        up = invoke("up", "--base-port", str(base), env=env, clean=True)
-        assert up.code == 0, up.output
-        assert "DATABASE_URL is set" in up.out
-        started = _pids(up.out)
-        assert sorted(started) == sorted(SERVICES), up.out
-        for service in SERVICES:
-            assert f"http://127.0.0.1:{ports[service]}" in up.out
-            assert commands.current(config_for(empty_database), service) == head(service)
-        gateway = f"http://127.0.0.1:{ports['api_gateway']}"
-        ready = httpx.get(f"{gateway}/ready", timeout=5)
-        assert ready.status_code == 200 and ready.json()["service"] == "api_gateway"
-        # The gateway reaches an upstream started by the same command.
-        token = (tmp_path / ".run" / "admin_token").read_text().strip()
-        created = httpx.post(
-            f"{gateway}/admin/keys",
-            headers={"X-Admin-Token": token},
-            json={"name": "stack", "scopes": ["marketplace_publisher:write"]},
-            timeout=5,
-        )
-        assert created.status_code == 201, created.text
-        listing = httpx.post(
-            f"{gateway}/marketplace_publisher/listings",
-            headers={"X-API-Key": created.json()["key"]},
-            json={"sku": "MUG-1", "title": "Mug", "price_cents": 900},
-            timeout=5,
-        )
-        assert listing.status_code == 201, listing.text
-        again = invoke("up", "--base-port", str(base), env=env, clean=True)
-        assert again.code == 0, again.output
-        assert _pids(again.out) == started, "already running: reused, not started again"
-    finally:
-        down = invoke("down", env=env, clean=True)
-    assert down.code == 0, down.output
-    assert down.out.strip() == f"stopped: {', '.join(reversed(ORDER))}"
-    for port in ports.values():
-        with socket.socket() as sock:
-            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
-    assert not list((tmp_path / ".run").glob("*.pid"))
-    again = invoke("down", env=env, clean=True)
-    assert (again.code, again.out.strip()) == (0, "no service was running")
-
-
 def test_up_refuses_a_port_in_use_and_starts_nothing(empty_database: URL, tmp_path: Path) -> None:
     env = _environment(empty_database, tmp_path)
     base = _four_free_ports()
@@ -128,28 +80,62 @@ def test_up_refuses_a_port_in_use_and_starts_nothing(empty_database: URL, tmp_pa
     assert not list((tmp_path / ".run").glob("*.pid"))
 
 
-def test_up_reports_a_service_that_exits_during_startup(tmp_path: Path) -> None:
-    """Nothing answers at the database URL: the services exit, and ``invoke up`` says
-    which one, with the end of its log (where the service's own one-line error is)."""
+def test_up_is_all_or_nothing(empty_database: URL, tmp_path: Path) -> None:
+    """One service exits during startup (nothing answers at its database URL): ``up``
+    fails naming it, with the end of its log (where the service's own one-line error is,
+    its password not shown), and the three it started with it are stopped and reaped."""
     unreachable = URL.create("postgresql+psycopg", "app", "s3cret", "127.0.0.1", 1, "app")
-    env = {**_environment(unreachable, tmp_path), "DATABASE_WAIT_TIMEOUT": "0.2"}
+    env = {
+        **_environment(empty_database, tmp_path),
+        "SCORING_ENGINE_DATABASE_URL": raw(unreachable),
+        "DATABASE_WAIT_TIMEOUT": "0.2",
+    }
+    base = _four_free_ports()
+    ports = ports_from(base)
+    run = tmp_path / ".run"
+    launched: dict[str, subprocess.Popen[bytes]] = {}
+    launch = stack._launch
+
+    def recording(
+        config: DevConfig, service: str, ports: dict[str, int], environ: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        launched[service] = launch(config, service, ports, environ)
+        return launched[service]
+
+    children = set(_children())  # e.g. the test run's Postgres
     try:
-        up = invoke("up", "--base-port", str(_four_free_ports()), env=env, clean=True)
+        with mock.patch.object(stack, "_launch", recording):
+            up = invoke("up", "--base-port", str(base), env=env, clean=True)
         line = up.one_line_error()
+        others = [s for s in ORDER if s != "scoring_engine"]
+        match = re.fullmatch(
+            r"error: scoring_engine exited during startup: (.*) \(log: (\S+)\); "
+            rf"also stopped: {', '.join(others)}; "
+            r"read the log named above, fix the cause, then run: invoke up",
+            line,
+        )
+        assert match, line
+        tail, log = match.groups()
+        assert log == str(run / "scoring_engine.log")
+        assert (
+            "scoring_engine: startup failed: gave up after 0.2 s: cannot use the database at "
+            in tail
+        ), tail
+        assert "127.0.0.1:1/app" in tail and "is Postgres up? run: invoke db.up" in tail, tail
+        assert "s3cret" not in up.output
+        assert sorted(launched) == sorted(SERVICES), "all four were started"
+        for service, process in launched.items():
+            assert process.returncode is not None, f"{service} still runs, or was not reaped"
+            assert (run / f"{service}.log").exists()
+        left = {pid: state for pid, state in _children().items() if pid not in children}
+        assert left == {}, "a service still runs, or is a zombie"
+        assert not list(run.glob("*.pid"))
+        for port in ports.values():
+            with socket.socket() as sock:
+                assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} answers"
     finally:
-        invoke("down", env=env, clean=True)
-    match = re.fullmatch(
-        r"error: (\w+) exited during startup: (.*) \(log: (\S+)\)(?:; also stopped: [\w, ]+)?; "
-        r"read the log named above, fix the cause, then run: invoke up",
-        line,
-    )
-    assert match, line
-    service, tail, log = match.groups()
-    assert service in SERVICES
-    assert log == str(tmp_path / ".run" / f"{service}.log")
-    assert f"{service}: startup failed: gave up after 0.2 s: cannot use the database at " in tail
-    assert "127.0.0.1:1/app" in tail and "is Postgres up? run: invoke db.up" in tail
-    assert "s3cret" not in line
+        down = invoke("down", env=env, clean=True)
+    assert (down.code, down.out) == (0, "no service was running\n"), down.output
 
 
 # -- only their own processes: pid files record the process's identity -------------------
@@ -396,12 +382,15 @@ def test_down_says_when_it_may_not_signal(tmp_path: Path, sleeper: subprocess.Po
     assert sleeper.poll() is None
 
 
-def test_up_with_stale_pid_files_starts_fresh(
+def test_up_with_stale_pid_files_then_down(
     empty_database: URL, tmp_path: Path, sleeper: subprocess.Popen[bytes]
 ) -> None:
     """Pid files whose pids were reused or have exited: ``up`` starts each service at once
     (it used to wait 90 s on the unrelated program), and a failure would show this run's
-    log only."""
+    log only. The services share one database, used as is (each has its own tables and
+    version table); the gateway reaches an upstream started by the same command; ``up``
+    again reuses them; ``down`` stops and reaps them, and leaves the unrelated program
+    alone."""
     env = _environment(empty_database, tmp_path)
     base = _four_free_ports()
     ports = ports_from(base)
@@ -427,6 +416,7 @@ def test_up_with_stale_pid_files_starts_fresh(
         elapsed = time.monotonic() - started
         assert up.code == 0, up.output
         assert elapsed < 45, f"{elapsed:.1f} s: waited on a stale pid"
+        assert "DATABASE_URL is set" in up.out
         assert (
             f"signal_ingestion: stale pid file removed (old format without the process's "
             f"identity: pid {sleeper.pid} was not signalled" in up.out
@@ -439,67 +429,44 @@ def test_up_with_stale_pid_files_starts_fresh(
         pids = _pids(up.out)
         assert sorted(pids) == sorted(SERVICES) and sleeper.pid not in pids.values(), up.out
         for service, pid in pids.items():
+            assert f"http://127.0.0.1:{ports[service]}" in up.out
+            assert commands.current(config_for(empty_database), service) == head(service)
             record = read_pid_file(run / f"{service}.pid")
             assert record is not None and record.process is not None
             assert (record.pid, record.port) == (pid, ports[service])
             assert record.process.cmdline[1:] == ("-m", service, "--port", str(ports[service]))
         assert "earlier run" not in (run / "signal_ingestion.log").read_text()
         assert "earlier run" in (run / "signal_ingestion.log.1").read_text()
+        gateway = f"http://127.0.0.1:{ports['api_gateway']}"
+        with httpx.Client(timeout=5) as http:
+            ready = http.get(f"{gateway}/ready")
+            assert ready.status_code == 200 and ready.json()["service"] == "api_gateway"
+            # The gateway reaches an upstream started by the same command.
+            token = (run / "admin_token").read_text().strip()
+            created = http.post(
+                f"{gateway}/admin/keys",
+                headers={"X-Admin-Token": token},
+                json={"name": "stack", "scopes": ["marketplace_publisher:write"]},
+            )
+            assert created.status_code == 201, created.text
+            listing = http.post(
+                f"{gateway}/marketplace_publisher/listings",
+                headers={"X-API-Key": created.json()["key"]},
+                json={"sku": "MUG-1", "title": "Mug", "price_cents": 900},
+            )
+            assert listing.status_code == 201, listing.text
+        again = invoke("up", "--base-port", str(base), env=env, clean=True)
+        assert again.code == 0, again.output
+        assert _pids(again.out) == pids, "already running: reused, not started again"
     finally:
         down = invoke("down", env=env, clean=True)
     assert down.code == 0, down.output
     assert down.out == f"stopped: {', '.join(reversed(ORDER))}\n"
     assert sleeper.poll() is None, "the unrelated process was signalled"
     assert not set(pids.values()) & set(_children()), "stopped, and reaped (no zombie)"
-
-
-def test_up_is_all_or_nothing(empty_database: URL, tmp_path: Path) -> None:
-    """One service cannot start (its database does not exist): ``up`` fails naming it,
-    with its log tail, and the three it started with it are stopped and reaped."""
-    missing = empty_database.set(database="no_such_database")
-    env = {
-        **_environment(empty_database, tmp_path),
-        "SCORING_ENGINE_DATABASE_URL": raw(missing),
-        "DATABASE_WAIT_TIMEOUT": "0.2",
-    }
-    base = _four_free_ports()
-    ports = ports_from(base)
-    run = tmp_path / ".run"
-    launched: dict[str, subprocess.Popen[bytes]] = {}
-    launch = stack._launch
-
-    def recording(
-        config: DevConfig, service: str, ports: dict[str, int], environ: dict[str, str]
-    ) -> subprocess.Popen[bytes]:
-        launched[service] = launch(config, service, ports, environ)
-        return launched[service]
-
-    children = set(_children())  # e.g. the test run's Postgres
-    try:
-        with mock.patch.object(stack, "_launch", recording):
-            up = invoke("up", "--base-port", str(base), env=env, clean=True)
-        line = up.one_line_error()
-        others = [s for s in ORDER if s != "scoring_engine"]
-        match = re.fullmatch(
-            r"error: scoring_engine exited during startup: (.*) \(log: (\S+)\); "
-            rf"also stopped: {', '.join(others)}; "
-            r"read the log named above, fix the cause, then run: invoke up",
-            line,
-        )
-        assert match, line
-        tail, log = match.groups()
-        assert log == str(run / "scoring_engine.log")
-        assert "scoring_engine: startup failed" in tail and "no_such_database" in tail, tail
-        assert sorted(launched) == sorted(SERVICES), "all four were started"
-        for service, process in launched.items():
-            assert process.returncode is not None, f"{service} still runs, or was not reaped"
-            assert (run / f"{service}.log").exists()
-        left = {pid: state for pid, state in _children().items() if pid not in children}
-        assert left == {}, "a service still runs, or is a zombie"
-        assert not list(run.glob("*.pid"))
-        for port in ports.values():
-            with socket.socket() as sock:
-                assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} answers"
-    finally:
-        down = invoke("down", env=env, clean=True)
-    assert (down.code, down.out) == (0, "no service was running\n"), down.output
+    for port in ports.values():
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+    assert not list(run.glob("*.pid"))
+    down_again = invoke("down", env=env, clean=True)
+    assert (down_again.code, down_again.out.strip()) == (0, "no service was running")

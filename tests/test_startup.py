@@ -3,7 +3,6 @@
 The scoring_engine app stands for all four (they share shared_db.web's lifespan).
 """
 
-import functools
 import logging
 import os
 import re
@@ -17,7 +16,6 @@ from unittest import mock
 
 import pytest
 from db_devtools.provisioning.ports import free_port
-from dev_tasks.readiness import Target, wait_ready
 from helpers import BROKEN_REVISION as BROKEN
 from helpers import (
     Repo,
@@ -79,11 +77,15 @@ def test_skip_migrations_waits_for_the_migrate_step_and_then_serves(
     empty_database: URL, caplog: pytest.LogCaptureFixture, value: str
 ) -> None:
     """With SKIP_MIGRATIONS the service does not migrate: it waits, bounded and saying
-    so, until a migrate step elsewhere (here, a thread) has brought the database to head."""
+    so, until a migrate step elsewhere (here, a thread) has brought the database to head.
+    The step runs once the service has said that it waits (it found the database empty)."""
     caplog.set_level(logging.INFO, "signalmarket")
 
     def migrate_step() -> None:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not any("(SKIP_MIGRATIONS): waiting up to" in m for m in caplog.messages):
+            assert time.monotonic() < deadline, "the service never said that it waits"
+            time.sleep(0.01)
         runner.upgrade(config_for(empty_database, caller="job"), SERVICE)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -102,12 +104,12 @@ def test_skip_migrations_gives_up_when_no_migrate_step_comes(
     empty_database: URL, caplog: pytest.LogCaptureFixture
 ) -> None:
     environ = {"DATABASE_URL": raw(empty_database), "SKIP_MIGRATIONS": "1"}
-    environ["MIGRATION_WAIT_TIMEOUT"] = "0.5"
+    environ["MIGRATION_WAIT_TIMEOUT"] = "0.2"
     with mock.patch.dict(os.environ, environ), pytest.raises(StartupFailed) as failed:
         start(ScoringEngineSettings)
     assert failed.value.code == 1
     assert str(failed.value) == (
-        f"{SERVICE}: the database did not reach a revision this code can serve on within 0.5 s "
+        f"{SERVICE}: the database did not reach a revision this code can serve on within 0.2 s "
         f"(it is empty; head {HEAD[0]}); run the migrate step: "
         f"invoke migrate.upgrade --service {SERVICE}"
     )
@@ -157,10 +159,10 @@ def test_a_database_migrated_by_newer_code_is_refused(
 
 
 def test_lock_wait_is_bounded(empty_database: URL) -> None:
-    config = config_for(empty_database, lock_wait_s=0.5)
+    config = config_for(empty_database, lock_wait_s=0.2)
     with connect_autocommit(empty_database) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (runner.lock_key(SERVICE),))
-        with pytest.raises(MigrationError, match=r"waited 0\.5 s for the migration lock") as error:
+        with pytest.raises(MigrationError, match=r"waited 0\.2 s for the migration lock") as error:
             runner.migrate_to_head(config, SERVICE)
         assert error.value.kind == "lock_timeout"
     assert commands.current(config, SERVICE) == ()
@@ -171,8 +173,8 @@ def test_lock_wait_is_bounded(empty_database: URL) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "no-such-host.invalid"])
 def test_waiting_for_an_unreachable_database_is_bounded(host: str) -> None:
     url = URL.create("postgresql+psycopg", "app", "s3cret", host, 1, "app")
-    config = config_for(url, database_wait_s=0.6)
-    with pytest.raises(DatabaseError, match=r"gave up after 0\.6 s") as error:
+    config = config_for(url, database_wait_s=0.3)
+    with pytest.raises(DatabaseError, match=r"gave up after 0\.3 s") as error:
         runner.wait_for_database(config, SERVICE)
     assert error.value.kind == "database_unreachable"
     assert f"{host}:1/app" in str(error.value)
@@ -229,6 +231,20 @@ def test_a_broken_revision_is_rolled_back_and_the_hint_fits_where_the_service_ru
     assert "half_done" not in columns_of_scores(empty_database)
 
 
+def test_eight_concurrent_startups_in_threads_migrate_exactly_once(empty_database: URL) -> None:
+    """Eight startup runners at once (each its own connections). The same race between
+    real processes: test_startup_imports.py starts three replicas on an empty database."""
+    config = config_for(empty_database, caller="startup")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: runner.migrate_to_head(config, SERVICE), range(8)))
+    actions = sorted(result.action for result in results)
+    assert actions.count("upgraded") == 1, actions
+    assert set(actions) <= {"upgraded", "migrated elsewhere", "none"}
+    [winner] = [result for result in results if result.action == "upgraded"]
+    assert len(winner.steps) == REVISIONS
+    assert all(result.after == HEAD for result in results)
+
+
 # -- real processes ---------------------------------------------------------------
 
 
@@ -252,57 +268,6 @@ def _start(port: int, env: dict[str, str], cwd: Path | None = None) -> subproces
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def _exited(process: subprocess.Popen[str]) -> str | None:
-    return None if process.poll() is None else process.communicate()[0][-2000:]
-
-
-def test_three_replica_processes_on_an_empty_database_migrate_exactly_once(
-    empty_database: URL,
-) -> None:
-    env = _environment(empty_database)
-    ports = [free_port() for _ in range(3)]
-    processes = [_start(port, env) for port in ports]
-    try:
-        wait_ready(
-            [
-                Target(str(port), f"http://127.0.0.1:{port}/ready", functools.partial(_exited, p))
-                for p, port in zip(processes, ports, strict=True)
-            ],
-            timeout=120,
-        )
-    finally:
-        for process in processes:
-            process.terminate()
-        outputs = [process.communicate(timeout=30)[0] for process in processes]
-    everything = "\n---\n".join(outputs)
-    upgraded = [out for out in outputs if f"{SERVICE}: migrated base -> {HEAD[0]}" in out]
-    assert len(upgraded) == 1, everything
-    others = [out for out in outputs if out not in upgraded]
-    assert all("another process migrated" in out or "no migration needed" in out for out in others)
-    # Each revision was applied once, all by the one that migrated.
-    first = f"{SERVICE}: 0001 Create the scores table. (1/{REVISIONS}) "
-    assert sum(out.count(first) for out in outputs) == 1, everything
-    progress = re.compile(rf"{SERVICE}: \S+ .* \(\d+/{REVISIONS}\) \d+\.\d\d s$", re.M)
-    assert len(progress.findall(upgraded[0])) == REVISIONS, everything
-    assert all(not progress.search(out) for out in others), everything
-    # The runner's lines replace Alembic's own.
-    assert "Running upgrade" not in everything
-    assert commands.current(config_for(empty_database), SERVICE) == HEAD
-
-
-def test_eight_concurrent_startups_in_threads_migrate_exactly_once(empty_database: URL) -> None:
-    """The same race, cheaper: eight startup runners at once (each its own connections)."""
-    config = config_for(empty_database, caller="startup")
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: runner.migrate_to_head(config, SERVICE), range(8)))
-    actions = sorted(result.action for result in results)
-    assert actions.count("upgraded") == 1, actions
-    assert set(actions) <= {"upgraded", "migrated elsewhere", "none"}
-    [winner] = [result for result in results if result.action == "upgraded"]
-    assert len(winner.steps) == REVISIONS
-    assert all(result.after == HEAD for result in results)
 
 
 def test_a_broken_migration_stops_the_service_at_the_last_good_revision(
