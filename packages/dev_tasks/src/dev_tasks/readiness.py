@@ -1,5 +1,6 @@
 """The one readiness wait: until services answer 200 on a path, or one of them exits."""
 
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ def wait_ready(targets: Sequence[Target], timeout: float) -> float:
                 why = target.exited()
                 if why is not None:
                     raise NotReady(f"{name} exited during startup: {why}")
+                if not _listening(target.url):
+                    continue
                 try:
                     if client.get(target.url).status_code == 200:
                         del pending[name]
@@ -38,3 +41,15 @@ def wait_ready(targets: Sequence[Target], timeout: float) -> float:
                 raise NotReady(f"not ready after {timeout:g} s: {', '.join(sorted(pending))}")
             time.sleep(0.01)
     return time.perf_counter() - start
+
+
+def _listening(url: str) -> bool:
+    """Whether anything accepts connections at ``url``'s host and port: a plain connect,
+    which costs next to nothing, where a refused HTTP request goes through the client's
+    whole error path (most of this wait's CPU while a service imports, ~0.35 s per 2 s)."""
+    parsed = httpx.URL(url)
+    try:
+        with socket.create_connection((parsed.host, parsed.port or 80), timeout=1.0):
+            return True
+    except OSError:
+        return False
