@@ -2,12 +2,12 @@
 
 A cold start (initdb) is what costs, so the tests that look at a running long-lived
 server share one (``started``, module-scoped): six callers start it at once in a fresh
-state folder, inside a folder only root may enter, like a checkout under ``/root``. As
-root the server runs as an unprivileged account that cannot enter it, so its data goes
-to ``/var/tmp`` instead (see ``LocalServer``); the fixture removes that too. A server
-under another account gets a state folder of its own. A throwaway server is made in
-the project's state folder, whose template (made once, then kept) the test run's own
-local server is a copy of too.
+state folder, inside a folder only its owner may enter (0700), like a checkout under
+``/root``. As root the server runs as an unprivileged account that cannot enter it, so
+its data goes to ``/var/tmp`` instead (see ``LocalServer``); the fixture removes that
+too, and checks it is gone. A server under another account gets a state folder of its
+own. A throwaway server is made in the project's state folder, from the template the
+test run's own local server (conftest.py) is copied from too: made once, then kept.
 (How a throwaway server dies with a killed parent: test_watchdog.py.)
 """
 
