@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -49,14 +49,26 @@ def head(service: str) -> tuple[str, ...]:
     return read_history(DbConfig(), service).heads
 
 
-def sql(url: URL, query: str, **params: Any) -> list[tuple[Any, ...]]:
-    """Rows of one query on ``url``'s database."""
+@contextlib.contextmanager
+def querying(url: URL) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
+    """A function giving the rows of a query on ``url``'s database, all over one
+    connection (each new one costs a server process and a password exchange)."""
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(text(query), params)]
+
+            def rows(query: str, **params: Any) -> list[tuple[Any, ...]]:
+                return [tuple(row) for row in connection.execute(text(query), params)]
+
+            yield rows
     finally:
         engine.dispose()
+
+
+def sql(url: URL, query: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Rows of one query on ``url``'s database."""
+    with querying(url) as rows:
+        return rows(query, **params)
 
 
 def shows_password(output: str, url: URL) -> bool:

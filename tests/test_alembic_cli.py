@@ -1,11 +1,13 @@
 """The raw Alembic commands of the seed document work from the repository root.
 
-``alembic -c packages/shared_db/alembic_<service>.ini ...`` runs as a real process: it
-takes the database from the environment, and in a development checkout with no URL
-set, from the dev tooling's ``signalmarket.database_provider`` entry point.
+``alembic -c packages/shared_db/alembic_<service>.ini ...`` runs as a real process (the
+commands of one test share one): it takes the database from the environment, and in a
+development checkout with no URL set, from the dev tooling's
+``signalmarket.database_provider`` entry point.
 """
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -40,29 +42,32 @@ def _without_urls() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
 
 
-def _alembic(service: str, *args: str, url: URL | None = None) -> subprocess.CompletedProcess[str]:
+# Alembic's own command line (``alembic.config.main``, what the ``alembic`` script runs)
+# once per argument list (JSON), in one process: starting Python with Alembic is what a
+# process costs. The first command that fails ends the process with its exit code.
+COMMANDS = (
+    "import json, sys\nfrom alembic.config import main\n"
+    "for argv in json.loads(sys.argv[1]):\n    main(argv=argv, prog='alembic')\n"
+)
+
+
+def _alembic(*commands: list[str], url: URL | None = None) -> subprocess.CompletedProcess[str]:
+    """The commands, from the repository root, with ``url`` as the only database URL."""
     env = _without_urls()
     if url is not None:
         env["DATABASE_URL"] = raw(url)
     return subprocess.run(
-        [*ALEMBIC, "-c", _ini(service), *args], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", COMMANDS, json.dumps(commands)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 
 def test_heads_from_the_repository_root() -> None:
-    """`alembic -c packages/shared_db/alembic_<service>.ini heads` for the four services:
-    Alembic's own command line (``alembic.config.main``), in one process for the four."""
-    script = (
-        "import sys\nfrom alembic.config import main\n"
-        "for ini in sys.argv[1:]:\n    main(argv=['-c', ini, 'heads'])\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, *(_ini(s) for s in SERVICES)],
-        cwd=ROOT,
-        env=_without_urls(),
-        capture_output=True,
-        text=True,
-    )
+    """`alembic -c packages/shared_db/alembic_<service>.ini heads` for the four services."""
+    result = _alembic(*(["-c", _ini(s), "heads"] for s in SERVICES))
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] for line in result.stdout.splitlines()] == [
         head(service)[0] for service in SERVICES
@@ -71,13 +76,14 @@ def test_heads_from_the_repository_root() -> None:
         assert head(service) == commands.heads(DbConfig(), service)
 
 
-def test_upgrade_head_and_current(empty_database: URL) -> None:
-    result = _alembic("scoring_engine", "upgrade", "head", url=empty_database)
+def test_upgrade_head_then_current(empty_database: URL) -> None:
+    """`alembic ... upgrade head`, then `alembic ... current`: the head is all stdout holds
+    (the upgrade's log goes to stderr)."""
+    ini = _ini("scoring_engine")
+    result = _alembic(["-c", ini, "upgrade", "head"], ["-c", ini, "current"], url=empty_database)
     assert result.returncode == 0, result.stderr
     assert commands.current(config_for(empty_database), "scoring_engine") == head("scoring_engine")
-    current = _alembic("scoring_engine", "current", url=empty_database)
-    assert current.returncode == 0, current.stderr
-    assert current.stdout.startswith(head("scoring_engine")[0]), current.stdout + current.stderr
+    assert result.stdout.startswith(head("scoring_engine")[0]), result.stdout + result.stderr
 
 
 def test_offline_sql_needs_no_server() -> None:

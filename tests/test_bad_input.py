@@ -44,9 +44,9 @@ from helpers import (
     head,
     invoke,
     invoke_process,
+    querying,
     raw,
     shows_password,
-    sql,
 )
 from shared_db import commands
 from shared_db.config import DbConfig
@@ -209,26 +209,25 @@ DATABASES: dict[str, Callable[[URL], None]] = {
 
 def snapshot(url: URL) -> dict[str, Any]:
     """What a command could change: tables, columns, row counts, version rows."""
-    tables = sql(
-        url,
-        "SELECT schemaname, tablename FROM pg_tables "
-        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
-    )
-    columns = sql(
-        url,
-        "SELECT table_schema, table_name, column_name, data_type "
-        "FROM information_schema.columns "
-        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3",
-    )
-    counts = {
-        f"{schema}.{table}": sql(url, f'SELECT count(*) FROM "{schema}"."{table}"')[0][0]
-        for schema, table in tables
-    }
-    versions = {
-        table: sql(url, f'SELECT version_num FROM "{schema}"."{table}" ORDER BY 1')
-        for schema, table in tables
-        if str(table).startswith("alembic_version_")
-    }
+    with querying(url) as rows:
+        tables = rows(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+        )
+        columns = rows(
+            "SELECT table_schema, table_name, column_name, data_type "
+            "FROM information_schema.columns "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3",
+        )
+        counts = {
+            f"{schema}.{table}": rows(f'SELECT count(*) FROM "{schema}"."{table}"')[0][0]
+            for schema, table in tables
+        }
+        versions = {
+            table: rows(f'SELECT version_num FROM "{schema}"."{table}" ORDER BY 1')
+            for schema, table in tables
+            if str(table).startswith("alembic_version_")
+        }
     return {"tables": tables, "columns": columns, "counts": counts, "versions": versions}
 
 

@@ -21,7 +21,6 @@ from db_devtools.config import DevConfig
 from db_devtools.errors import ProvisioningError
 from db_devtools.provisioning import docker, resolve
 from db_devtools.provisioning.databases import drop_database
-from db_devtools.provisioning.local import LocalServer
 from db_devtools.provisioning.ports import free_port
 from dev_tasks.hints import for_error
 from helpers import (
@@ -40,7 +39,6 @@ from shared_db.errors import SharedDbError
 from shared_db.services import SERVICES, env_prefix
 from shared_db.web.hints import one_line
 from sqlalchemy.engine import URL
-from test_postgres_local import remove_outside_state
 
 SERVICE = "signal_ingestion"
 
@@ -297,18 +295,7 @@ def test_concurrent_callers_start_the_compose_postgres_once(fake: FakeDocker) ->
     assert urls == [docker.compose_url(config)] * 8
     ups = [c for c in fake.calls()[calls_before:] if c.startswith("v2 up")]
     assert ups == ["v2 up -d --wait postgres"]
-
-
-def test_concurrent_callers_start_one_local_server(tmp_path: Path) -> None:
-    servers = [LocalServer(tmp_path / ".postgres") for _ in range(6)]
-    try:
-        with ThreadPoolExecutor(6) as pool:
-            started = list(pool.map(lambda server: server.up(), servers))
-        assert sorted(how for _, how in started) == ["cold"] + ["reused"] * 5
-        assert len({(info.pid, info.port) for info, _ in started}) == 1
-    finally:
-        servers[0].down()
-        remove_outside_state(servers[0])
+    # The local server's counterpart: test_postgres_local.py (its shared server).
 
 
 # -- host-side commands act as the service's own role ------------------------------------
