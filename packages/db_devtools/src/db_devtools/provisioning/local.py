@@ -374,6 +374,9 @@ def _stop_pid(pid: int, timeout: float = 30.0) -> None:
                 os.kill(pid, signal.SIGQUIT)
             deadline += timeout
         time.sleep(0.005)
+    # A zombie counts as gone; when it is our child it is reaped here, not at our exit.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _log_tail(data_dir: Path) -> str:
