@@ -116,6 +116,11 @@ def test_listens_on_loopback_with_a_password(started: Started) -> None:
             host="127.0.0.1", port=info.port, user="postgres", password="wrong", dbname="postgres"
         )
     assert (server.state_dir / "password").stat().st_mode & 0o777 == 0o600
+    # Postgres' default key derivation (a throwaway server's is cheaper: below).
+    verifier = _query(
+        info.url(server.password()), "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'"
+    )
+    assert str(verifier).startswith("SCRAM-SHA-256$4096:"), verifier
 
 
 @ROOT_ONLY
@@ -177,6 +182,14 @@ def test_throwaway_server_is_removed_on_stop() -> None:
     data_dir = Path(throwaway.info.data_dir)
     assert data_dir.is_dir()
     assert _query(throwaway.url(), "SELECT 2") == 2
+    # Its verifiers take few SCRAM iterations (every test connection derives the key);
+    # the long-lived server keeps Postgres' default.
+    if int((data_dir / "PG_VERSION").read_text()) >= 16:
+        verifier = _query(
+            throwaway.url(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'"
+        )
+        assert str(verifier).startswith("SCRAM-SHA-256$16:"), verifier
+        assert _query(throwaway.url(), "SHOW scram_iterations") == "16"
     assert server.running() == long_lived, "a throwaway server is not the long-lived one"
     throwaway.stop()
     assert not data_dir.exists()
