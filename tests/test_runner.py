@@ -29,13 +29,14 @@ import pytest
 from db_devtools.provisioning.databases import scratch_database
 from db_devtools.provisioning.ports import free_port
 from helpers import MIGRATIONS, Repo, config_for, execute, head, invoke, raw, sql
-from shared_db import runner
+from shared_db import connections, runner
 from shared_db.config import PACKAGED_MIGRATIONS, DbConfig
 from shared_db.errors import MigrationError
 from shared_db.exit_codes import exit_code
 from shared_db.history import read_history
 from shared_db.locking import lock_key
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 
 SERVICE = "scoring_engine"
 BASE_HEAD = head(SERVICE)[0]
@@ -395,6 +396,33 @@ def test_a_busy_backend_of_a_dead_migrator_is_terminated_before_applying(
         for m in caplog.messages
     )
     assert f"terminated backend pid {pid} left by an earlier migrator" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["migrate-read", "migrate"])
+def test_a_live_migrators_read_before_the_lock_is_never_taken_for_a_leftover(
+    empty_database: URL, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """A replica reads the database's state before it takes the lock (and ``/ready`` and
+    status commands read it any time). Such a read, slow on a busy machine and still in
+    its transaction, once counted as a backend left by an earlier migrator: the holder
+    waited ``leftover_wait_s`` for it, then terminated it, and the replica's startup
+    failed. A read names itself ``migrate-read``; only ``migrate`` backends (the control)
+    are cleared."""
+    caplog.set_level(logging.WARNING, "signalmarket.migrate")
+    config = config_for(empty_database, caller="startup", leftover_wait_s=0.2)
+    with connections.connect(config, SERVICE, kind=kind) as reading:
+        reading.exec_driver_sql("SELECT 1")  # idle in transaction, as a slow check is
+        name = reading.exec_driver_sql("SHOW application_name").scalar()
+        assert name == config.application_name(SERVICE, kind)
+        result = runner.upgrade(config_for(empty_database, caller="cli"), SERVICE)
+        if kind == "migrate-read":
+            assert reading.exec_driver_sql("SELECT 2").scalar() == 2, "not terminated"
+        else:
+            with pytest.raises(OperationalError):
+                reading.exec_driver_sql("SELECT 2")
+    assert result.after == head(SERVICE)
+    cleared = "left by an earlier migrator" in caplog.text
+    assert cleared == (kind == "migrate"), caplog.text
 
 
 def test_an_invalid_index_left_by_a_killed_concurrent_build_is_dropped_and_rebuilt(

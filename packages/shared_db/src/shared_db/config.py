@@ -112,7 +112,9 @@ class DbConfig:
 
     def application_name(self, service: str, kind: str = "migrate") -> str:
         """``<kind>:<service>:<caller>@<host>:<pid>``, at most Postgres's 63 bytes; kind
-        ``migrate`` applies revisions, ``migrate-lock`` holds the migration lock."""
+        ``migrate`` applies revisions, ``migrate-lock`` holds the migration lock,
+        ``migrate-read`` only reads the database's state (never a leftover to clear: a
+        live migrator's check before it takes the lock, or a status read)."""
         name = f"{kind}:{service}:{self.caller}@{socket.gethostname()}:{os.getpid()}"
         return name.encode()[:63].decode(errors="ignore")
 

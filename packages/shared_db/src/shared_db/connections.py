@@ -103,21 +103,26 @@ def engine(
     return create_engine(target, poolclass=pool.NullPool, connect_args=args)
 
 
-def migration_engine(config: DbConfig, service: str, url: URL) -> Engine:
+def migration_engine(config: DbConfig, service: str, url: URL, kind: str = "migrate") -> Engine:
     """An engine for migrating ``service``: the configured timeout, and an
-    ``application_name`` naming the service, the caller, the host and the process."""
+    ``application_name`` naming what it does (``kind``), the service, the caller, the host
+    and the process."""
     return engine(
         url,
         connect_timeout_s=config.connect_timeout_s,
-        application_name=config.application_name(service),
+        application_name=config.application_name(service, kind),
     )
 
 
 @contextmanager
-def connect(config: DbConfig, service: str, url: str | URL | None = None) -> Iterator[Connection]:
-    """A connection to ``service``'s database (``url``, else the configured one)."""
+def connect(
+    config: DbConfig, service: str, url: str | URL | None = None, *, kind: str = "migrate"
+) -> Iterator[Connection]:
+    """A connection to ``service``'s database (``url``, else the configured one);
+    ``kind="migrate-read"`` for one that only reads the database's state (see
+    ``DbConfig.application_name``)."""
     target = normalize(url) if url is not None else config.parsed_url(service)
-    made = migration_engine(config, service, target)
+    made = migration_engine(config, service, target, kind)
     try:
         with made.connect() as connection:
             yield connection

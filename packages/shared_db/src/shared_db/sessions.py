@@ -4,7 +4,9 @@ were left behind by a migrator that died.
 Every migration connection names itself in ``application_name``:
 ``migrate:<service>:<caller>@<host>:<pid>`` (the connection that applies revisions) and
 ``migrate-lock:<service>:<caller>@<host>:<pid>`` (the one holding the advisory lock), so
-these are found by name, and so is a process that no longer exists.
+these are found by name, and so is a process that no longer exists. Connections that
+only read the state (``migrate-read:...``: a live migrator's check before it takes the
+lock, ``/ready``, status commands) are never taken for leftovers.
 """
 
 import os
