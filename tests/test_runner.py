@@ -409,12 +409,13 @@ def test_a_live_migrators_read_before_the_lock_is_never_taken_for_a_leftover(
     failed. A read names itself ``migrate-read``; only ``migrate`` backends (the control)
     are cleared."""
     caplog.set_level(logging.WARNING, "signalmarket.migrate")
-    config = config_for(empty_database, caller="startup", leftover_wait_s=0.2)
+    config = config_for(empty_database, caller="startup")
     with connections.connect(config, SERVICE, kind=kind) as reading:
         reading.exec_driver_sql("SELECT 1")  # idle in transaction, as a slow check is
         name = reading.exec_driver_sql("SHOW application_name").scalar()
         assert name == config.application_name(SERVICE, kind)
-        result = runner.upgrade(config_for(empty_database, caller="cli"), SERVICE)
+        migrator = config_for(empty_database, caller="cli", leftover_wait_s=0.2)
+        result = runner.upgrade(migrator, SERVICE)
         if kind == "migrate-read":
             assert reading.exec_driver_sql("SELECT 2").scalar() == 2, "not terminated"
         else:
