@@ -41,7 +41,10 @@ def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
     """Run the whole test suite; it provisions its own Postgres (one per worker)."""
     selection = f" -k {shlex.quote(k)}" if k else ""
     count = (os.cpu_count() or 1) if workers < 0 else workers
-    parallel = f" -n {count}" if count > 1 else ""
+    # worksteal: a worker that runs out takes queued tests from the other, so the run
+    # does not wait on one worker's tail (the last tests ended 3-5 s apart with the
+    # default scheduling, 0.3 s apart with this one).
+    parallel = f" -n {count} --dist worksteal" if count > 1 else ""
     config = dev_config()
     with c.cd(str(config.project_root)):
         # Bytecode of the project's own modules, written once: with PYTHONDONTWRITEBYTECODE
