@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import psycopg
 import pytest
@@ -195,3 +196,16 @@ def test_throwaway_server_is_removed_on_stop() -> None:
     assert not data_dir.exists()
     assert not alive(throwaway.info.pid)
     assert server.running() == long_lived, "a throwaway server is not the long-lived one"
+
+    # A throwaway server that refuses its own password (a template made with another
+    # one) is an error naming the fix, and is stopped and removed, not left running.
+    if int((server.runtime_dir / "template" / "PG_VERSION").read_text()) >= 16:
+        before = {p.name for p in server.scratch_dir.glob("test-*")}
+        with (
+            mock.patch.object(LocalServer, "password", return_value="not-the-template's"),
+            pytest.raises(ProvisioningError, match="refused its own password") as refused,
+        ):
+            server.throwaway()
+        assert refused.value.kind == "server_not_ready"
+        assert "remove " in str(refused.value) and "not-the-template's" not in str(refused.value)
+        assert {p.name for p in server.scratch_dir.glob("test-*")} == before, "data left"

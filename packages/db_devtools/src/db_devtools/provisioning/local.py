@@ -331,7 +331,16 @@ class LocalServer:
         watchdog = Watchdog(process.pid) if self.parent_death == "watchdog" else None
         server = ThrowawayServer(info, self.password(), watchdog)
         if _major_version(data_dir) >= 16:
-            server.rehash_password()
+            try:
+                server.rehash_password()
+            except psycopg.Error as exc:
+                server.stop()  # nothing of it is left behind
+                raise ProvisioningError(
+                    f"the throwaway server at {HOST}:{info.port} refused its own password "
+                    f"({str(exc).strip()}); remove {self.runtime_dir / 'template'} to make "
+                    "a new template",
+                    kind="server_not_ready",
+                ) from None
         return server
 
     @property
