@@ -185,7 +185,8 @@ def test_throwaway_server_is_removed_on_stop() -> None:
     assert _query(throwaway.url(), "SELECT 2") == 2
     # Its verifiers take few SCRAM iterations (every test connection derives the key);
     # the long-lived server keeps Postgres' default.
-    if int((data_dir / "PG_VERSION").read_text()) >= 16:
+    few_iterations = int((data_dir / "PG_VERSION").read_text()) >= 16
+    if few_iterations:
         verifier = _query(
             throwaway.url(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'"
         )
@@ -199,7 +200,7 @@ def test_throwaway_server_is_removed_on_stop() -> None:
 
     # A throwaway server that refuses its own password (a template made with another
     # one) is an error naming the fix, and is stopped and removed, not left running.
-    if int((server.runtime_dir / "template" / "PG_VERSION").read_text()) >= 16:
+    if few_iterations:
         before = {p.name for p in server.scratch_dir.glob("test-*")}
         with (
             mock.patch.object(LocalServer, "password", return_value="not-the-template's"),

@@ -252,7 +252,7 @@ def test_query_parameters_reach_engines_and_migration_connections(role: Role) ->
     assert tuple(row) == (role.name, "from-the-url", "url_schema")
     assert parameters["connect_timeout"] == "3"
     config = DbConfig(database_url=url, caller="test")
-    with connect(config, "scoring_engine") as connection:
+    with connect(config, "scoring_engine", kind="migrate") as connection:
         user, name, path = connection.execute(text(SESSION)).one()
     # The migration connection names itself (the runner finds migrators by it); the
     # session settings we make are SETs: the user's options stay.

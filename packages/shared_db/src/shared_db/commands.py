@@ -23,7 +23,7 @@ def heads(config: DbConfig, service: str) -> tuple[str, ...]:
 
 def current(config: DbConfig, service: str) -> tuple[str, ...]:
     """The revisions recorded in ``service``'s version table (empty: nothing applied)."""
-    with connect(config, check_service(service), kind="migrate-read") as connection:
+    with connect(config, check_service(service)) as connection:
         return records.current_revisions(connection, service)
 
 

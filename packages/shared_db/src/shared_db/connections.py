@@ -116,11 +116,11 @@ def migration_engine(config: DbConfig, service: str, url: URL, kind: str = "migr
 
 @contextmanager
 def connect(
-    config: DbConfig, service: str, url: str | URL | None = None, *, kind: str = "migrate"
+    config: DbConfig, service: str, url: str | URL | None = None, *, kind: str = "migrate-read"
 ) -> Iterator[Connection]:
-    """A connection to ``service``'s database (``url``, else the configured one);
-    ``kind="migrate-read"`` for one that only reads the database's state (see
-    ``DbConfig.application_name``)."""
+    """A connection to ``service``'s database (``url``, else the configured one). It
+    reads the database's state unless ``kind="migrate"``: the runner's, under the lock,
+    which applies revisions (see ``DbConfig.application_name``)."""
     target = normalize(url) if url is not None else config.parsed_url(service)
     made = migration_engine(config, service, target, kind)
     try:

@@ -185,7 +185,7 @@ def _locked(
     try:
         with interruptible(), migration_lock(config, service) as lock_conn:
             leftovers.settle_leftover_migrators(lock_conn, config, service)
-            with connect(config, service) as connection:
+            with connect(config, service, kind="migrate") as connection:
                 return work(connection, lock_conn)
     except Interrupted as exc:
         stays = _stays_at(config, service, lock_conn)
@@ -204,7 +204,7 @@ def _stays_at(config: DbConfig, service: str, lock_conn: Conn | None) -> str:
         if lock_conn is not None and not lock_conn.closed:
             found = records.current_revisions_raw(lock_conn, service)
         else:
-            with connect(config, service, kind="migrate-read") as connection:
+            with connect(config, service) as connection:
                 found = records.current_revisions(connection, service)
     except Exception:
         return "(unknown: the database could not be read)"
@@ -426,7 +426,7 @@ def migrate_to_head(
     code serves on it as it is)."""
     wait_for_database(config, service)
     history = sound_history(config, service)
-    with connect(config, service, kind="migrate-read") as connection:
+    with connect(config, service) as connection:
         state = status_of(service, history, *read_state(connection, service))
     refuse_incompatible(state, migrating=False)
     if state.ahead:
@@ -449,7 +449,7 @@ def wait_until_compatible(
     history = read_history(config, service)
     deadline, delay, said = time.monotonic() + timeout_s, 0.2, False
     while True:
-        with connect(config, service, kind="migrate-read") as connection:
+        with connect(config, service) as connection:
             state = status_of(service, history, *read_state(connection, service))
         refuse_incompatible(state, migrating=False)
         if state.serves(phases):

@@ -6,7 +6,8 @@ Every migration connection names itself in ``application_name``:
 ``migrate-lock:<service>:<caller>@<host>:<pid>`` (the one holding the advisory lock), so
 these are found by name, and so is a process that no longer exists. Connections that
 only read the state (``migrate-read:...``: a live migrator's check before it takes the
-lock, ``/ready``, status commands) are never taken for leftovers.
+lock, ``/ready``, status, plans: ``connections.connect``'s default) are never taken for
+leftovers.
 """
 
 import os

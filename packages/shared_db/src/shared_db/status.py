@@ -169,14 +169,14 @@ def read_state(connection: Connection, service: str) -> tuple[tuple[str, ...], d
 def status(config: DbConfig, service: str) -> Status:
     """The database's revision against the code's head."""
     history = read_history(config, service)
-    with connect(config, service, kind="migrate-read") as connection:
+    with connect(config, service) as connection:
         current, applied = read_state(connection, service)
     return status_of(service, history, current, applied)
 
 
 def modified_at(config: DbConfig, service: str, history: History) -> list[records.Modified]:
     """Applied revisions (in ``service``'s database) whose file changed since."""
-    with connect(config, service, kind="migrate-read") as connection:
+    with connect(config, service) as connection:
         current, applied = read_state(connection, service)
     newer = set(ahead_of(history, current, applied))
     return records.modified_revisions(service, history, applied, newer)

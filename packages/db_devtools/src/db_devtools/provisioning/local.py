@@ -25,8 +25,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psycopg
 from psycopg import sql
+from shared_db.connections import connect_autocommit
+from shared_db.errors import DatabaseError
 from shared_db.urls import DRIVER
 from sqlalchemy.engine import URL
 
@@ -206,15 +207,12 @@ class LocalServer:
         return True
 
     def _launch(
-        self, data_dir: Path, port: int, *, tied_to_caller: bool
+        self, data_dir: Path, port: int, *, tied_to_caller: bool, extra: dict[str, str]
     ) -> subprocess.Popen[bytes]:
         socket_dir = data_dir if len(str(data_dir)) < 80 else Path("/tmp")
         args = [str(self.bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port)]
         args += ["-c", f"unix_socket_directories={socket_dir}"]
-        settings = dict(_SERVER_SETTINGS)
-        if tied_to_caller and _major_version(data_dir) >= 16:
-            settings.update(_THROWAWAY_SETTINGS)
-        for key, value in settings.items():
+        for key, value in (_SERVER_SETTINGS | extra).items():
             args += ["-c", f"{key}={value}"]
         user, group, extra_groups = self._ids()
         log = open(data_dir.parent / f"{data_dir.name}.log", "ab")  # noqa: SIM115
@@ -255,11 +253,12 @@ class LocalServer:
         )
 
     def _start(
-        self, data_dir: Path, *, preferred_port: int | None, tied: bool
+        self, data_dir: Path, *, preferred_port: int | None, tied: bool, extra: dict[str, str]
     ) -> tuple[ServerInfo, subprocess.Popen[bytes]]:
+        """Start a server on ``data_dir`` with ``_SERVER_SETTINGS`` and ``extra``."""
         for _attempt in range(3):  # another process may take the port between probe and bind
             port = free_port(preferred_port, HOST)
-            process = self._launch(data_dir, port, tied_to_caller=tied)
+            process = self._launch(data_dir, port, tied_to_caller=tied, extra=extra)
             try:
                 self._wait_ready(process, data_dir)
             except ProvisioningError:
@@ -300,7 +299,7 @@ class LocalServer:
             cold = self._ensure_initialized(data_dir)
             previous = self.recorded()
             info, _process = self._start(
-                data_dir, preferred_port=previous.port if previous else None, tied=False
+                data_dir, preferred_port=previous.port if previous else None, tied=False, extra={}
             )
             self.state_file.write_text(json.dumps(asdict(info)))
             return info, "cold" if cold else "warm"
@@ -323,17 +322,18 @@ class LocalServer:
             self._ensure_initialized(template)
             data_dir = self.scratch_dir / f"test-{os.getpid()}-{secrets.token_hex(3)}"
             subprocess.run(["cp", "-a", str(template), str(data_dir)], check=True)
+        extra = _THROWAWAY_SETTINGS if _major_version(data_dir) >= 16 else {}
         try:
-            info, process = self._start(data_dir, preferred_port=None, tied=True)
+            info, process = self._start(data_dir, preferred_port=None, tied=True, extra=extra)
         except ProvisioningError:
             shutil.rmtree(data_dir, ignore_errors=True)
             raise
         watchdog = Watchdog(process.pid) if self.parent_death == "watchdog" else None
         server = ThrowawayServer(info, self.password(), watchdog)
-        if _major_version(data_dir) >= 16:
+        if extra:
             try:
                 server.rehash_password()
-            except psycopg.Error as exc:
+            except DatabaseError as exc:
                 server.stop()  # nothing of it is left behind
                 raise ProvisioningError(
                     f"the throwaway server at {HOST}:{info.port} refused its own password "
@@ -377,11 +377,7 @@ class ThrowawayServer:
     def rehash_password(self) -> None:
         """Set the superuser's password again, so that its verifier takes this server's
         ``scram_iterations`` (the template's was made by initdb with the default)."""
-        url = self.url()
-        with psycopg.connect(
-            host=url.host, port=url.port, user=url.username, password=self.password,
-            dbname=SUPERUSER, autocommit=True,
-        ) as conn:  # fmt: skip
+        with connect_autocommit(self.url()) as conn:
             statement = sql.SQL("ALTER ROLE {} PASSWORD {}")
             conn.execute(statement.format(sql.Identifier(SUPERUSER), sql.Literal(self.password)))
 

@@ -310,37 +310,36 @@ def _refuse_released(
     on_main = gitrefs.file_names_at(root, main, versions) if main else set()
     for move in moves:
         if move.old.path.name in on_main:
-            raise WorkflowError(
-                f"cannot move {move.old.id} ({move.old.path.name}): it is on {main}, the main "
-                "branch (released); a released revision keeps its ID and place",
-                kind="released_revision",
-                service=service,
-                revision=move.old.id,
-                path=move.old.path,
-            )
+            raise _cannot_move(
+                move, service, "released_revision", f"it is on {main}, the main branch "
+                "(released); a released revision keeps its ID and place",
+            )  # fmt: skip
         tags = holding.get(move.old.path.name)
         if tags:
-            raise WorkflowError(
-                f"cannot move {move.old.id} ({move.old.path.name}): it is released (on tag "
+            raise _cannot_move(
+                move, service, "released_revision", f"it is released (on tag "
                 f"{', '.join(sorted(tags))}); a released revision keeps its ID and place",
-                kind="released_revision",
-                service=service,
-                revision=move.old.id,
-                path=move.old.path,
-            )
+            )  # fmt: skip
     for url in database_urls:
         found = deployed.read(config, service, url)
         for move in moves:
             if found.ran(move.old, move.old.id in base.revisions):
-                raise WorkflowError(
-                    f"cannot move {move.old.id} ({move.old.path.name}): the database at "
-                    f"{found.where} applied it; moved, it would be skipped there (or run "
-                    "twice), so it keeps its ID and place",
-                    kind="applied_elsewhere",
-                    service=service,
-                    revision=move.old.id,
-                    path=move.old.path,
-                )
+                raise _cannot_move(
+                    move, service, "applied_elsewhere", f"the database at {found.where} "
+                    "applied it; moved, it would be skipped there (or run twice), so it "
+                    "keeps its ID and place",
+                )  # fmt: skip
+
+
+def _cannot_move(move: Move, service: str, kind: str, why: str) -> WorkflowError:
+    """``cannot move <id> (<file>): <why>``, naming the revision and its file."""
+    return WorkflowError(
+        f"cannot move {move.old.id} ({move.old.path.name}): {why}",
+        kind=kind,
+        service=service,
+        revision=move.old.id,
+        path=move.old.path,
+    )
 
 
 def _check_local(
