@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 from helpers import ROOT, Repo, head, invoke, raw
+from ruff import find_ruff_bin  # type: ignore[import-untyped]
 from shared_db.alembic_config import alembic_config
 from shared_db.config import DbConfig
 from shared_db.history import read_history
@@ -23,6 +24,7 @@ from shared_db.services import SERVICES
 from sqlalchemy.engine import URL
 
 CODE = DbConfig()  # the project's own histories
+RUFF = str(find_ruff_bin())
 
 
 def listing(service: str) -> list[str]:
@@ -247,6 +249,10 @@ def _check_revision_file(repo: Repo, path: Path, revision: str, message: str) ->
     (what ``alembic history`` prints), for the history reader, and for migrate.history."""
     source = path.read_text(encoding="utf-8")
     compile(source, str(path), "exec")
+    # Fixed and formatted by ruff (an empty revision's unused imports are gone).
+    for check in (["check", "--quiet"], ["format", "--check", "--quiet"]):
+        found = subprocess.run([RUFF, *check, str(path)], capture_output=True, text=True)
+        assert found.returncode == 0, (check, found.stdout, found.stderr)
     script = ScriptDirectory.from_config(alembic_config(repo.config(), "scoring_engine"))
     found = script.get_revision(revision)
     assert found is not None and found.path == str(path)

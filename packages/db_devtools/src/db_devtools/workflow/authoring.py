@@ -16,7 +16,6 @@ message is plain text: control characters (NUL, ESC...) are refused.
 
 import re
 import subprocess
-import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -335,10 +334,16 @@ def format_file(path: Path) -> None:
     not failures (the checks that follow decide), and nothing is printed."""
     if find_spec("ruff") is None:
         return
+    from ruff import find_ruff_bin  # type: ignore[import-untyped]
+
+    try:  # the binary itself: ``python -m ruff`` would start a Python only to exec it
+        ruff = str(find_ruff_bin())
+    except FileNotFoundError:
+        return
     for arguments in (["check", "--fix", "--quiet"], ["format", "--quiet"]):
         try:
             subprocess.run(
-                [sys.executable, "-m", "ruff", *arguments, str(path)],
+                [ruff, *arguments, str(path)],
                 capture_output=True,
                 timeout=60,
                 check=False,
