@@ -56,12 +56,34 @@ def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
         # schemathesis's 400 among them) as bytecode; with PYTHONDONTWRITEBYTECODE it
         # rewrites them again in every worker and every pytest the tests start (~4 s each).
         environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        environment.update(_temp_in_memory(environment))
         c.run(
             f"{sys.executable} -m pytest{parallel}{selection} {args}",
             pty=False,
             env=environment,
             replace_env=True,
         )
+
+
+MEMORY_TEMP = Path("/dev/shm")
+MEMORY_TEMP_MIN_FREE = 2 * 1024**3
+
+
+def _temp_in_memory(environment: dict[str, str]) -> dict[str, str]:
+    """Temporary files of the tests (pytest's tmp_path, and what the commands under test
+    make with ``tempfile``) in memory, when /dev/shm is there with room to spare and
+    TMPDIR is not chosen already. The tests write ~200 MB in ~30,000 files (a checkout
+    of the project per workflow test); on this project's ext4 disk a checkout cost
+    0.15-0.95 s of system CPU depending on the disk's mood, in memory 0.14 s."""
+    if environment.get("TMPDIR") or not os.access(MEMORY_TEMP, os.W_OK | os.X_OK):
+        return {}
+    try:
+        free = shutil.disk_usage(MEMORY_TEMP).free
+    except OSError:
+        return {}
+    if free < MEMORY_TEMP_MIN_FREE:  # e.g. a container's default 64 MB
+        return {}
+    return {"TMPDIR": str(MEMORY_TEMP), "PYTEST_DEBUG_TEMPROOT": str(MEMORY_TEMP)}
 
 
 @task
