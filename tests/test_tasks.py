@@ -1,5 +1,10 @@
 """The Invoke front end, run in-process: exit codes and one-line messages."""
 
+import shutil
+from pathlib import Path
+
+import pytest
+from dev_tasks import checks
 from helpers import head, invoke, raw, shows_password
 from shared_db.config import DbConfig
 from shared_db.history import read_history
@@ -60,3 +65,19 @@ def test_db_url_masks_the_password_unless_asked(empty_database: URL) -> None:
     shown = invoke("db.url", "--service", "scoring_engine", "--show-password", env=env, clean=True)
     assert shown.code == 0, shown.output
     assert str(password) in shown.out
+
+
+def test_the_tests_temporary_files_go_to_memory_only_with_room_and_no_tmpdir_chosen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = tmp_path / "shm"
+    memory.mkdir()
+    monkeypatch.setattr(checks, "MEMORY_TEMP", memory)
+    monkeypatch.setattr(checks, "MEMORY_TEMP_MIN_FREE", 1)
+    chosen = {"TMPDIR": str(memory), "PYTEST_DEBUG_TEMPROOT": str(memory)}
+    assert checks._temp_in_memory({}) == chosen
+    assert checks._temp_in_memory({"TMPDIR": "/elsewhere"}) == {}  # the user's choice stays
+    monkeypatch.setattr(checks, "MEMORY_TEMP_MIN_FREE", shutil.disk_usage(memory).free + 1)
+    assert checks._temp_in_memory({}) == {}  # too small (a container's 64 MB /dev/shm)
+    monkeypatch.setattr(checks, "MEMORY_TEMP", tmp_path / "absent")
+    assert checks._temp_in_memory({}) == {}
