@@ -251,8 +251,8 @@ def _check_revision_file(repo: Repo, path: Path, revision: str, message: str) ->
     compile(source, str(path), "exec")
     # Fixed and formatted by ruff (an empty revision's unused imports are gone).
     for check in (["check", "--quiet"], ["format", "--check", "--quiet"]):
-        found = subprocess.run([RUFF, *check, str(path)], capture_output=True, text=True)
-        assert found.returncode == 0, (check, found.stdout, found.stderr)
+        ruffed = subprocess.run([RUFF, *check, str(path)], capture_output=True, text=True)
+        assert ruffed.returncode == 0, (check, ruffed.stdout, ruffed.stderr)
     script = ScriptDirectory.from_config(alembic_config(repo.config(), "scoring_engine"))
     found = script.get_revision(revision)
     assert found is not None and found.path == str(path)
