@@ -19,7 +19,7 @@ from db_devtools.provisioning.resolve import test_server
 from helpers import Repo, config_for, copy_project
 from shared_db.alembic_config import alembic_config as make_alembic_config
 from shared_db.services import SERVICES
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
 
 pytest_plugins = ["pytester"]  # tests/test_templates.py runs a service suite's own tests
@@ -67,7 +67,7 @@ def alembic_config(service: str, empty_database: URL) -> Config:
 
 @pytest.fixture
 def alembic_engine(empty_database: URL) -> Iterator[Engine]:
-    engine = create_engine(empty_database, poolclass=pool.NullPool)
+    engine = create_engine(empty_database)  # pooled: pytest-alembic connects for each step
     yield engine
     engine.dispose()
 
