@@ -3,6 +3,7 @@
 import contextlib
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -13,14 +14,15 @@ from sqlalchemy.engine import URL
 from db_devtools.errors import ProvisioningError
 
 
-def ensure_database(url: URL) -> bool:
-    """Create ``url``'s database when missing; True if it was created."""
+def ensure_database(url: URL, admin: psycopg.Connection[Any] | None = None) -> bool:
+    """Create ``url``'s database when missing; True if it was created. ``admin``: an open
+    autocommit connection to the server to use instead of a new one."""
     name = url.database
     if not name:
         raise ProvisioningError(
             f"the URL of {where(url)} names no database", kind="invalid_database_url"
         )
-    with connect_autocommit(url, "postgres") as conn:
+    with _admin(url, admin) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists:
             return False
@@ -37,15 +39,25 @@ def ensure_database(url: URL) -> bool:
     return True
 
 
-def drop_database(url: URL) -> None:
+def drop_database(url: URL, admin: psycopg.Connection[Any] | None = None) -> None:
     if not url.database:
         raise ProvisioningError(
             f"the URL of {where(url)} names no database to drop", kind="invalid_database_url"
         )
-    with connect_autocommit(url, "postgres") as conn:
+    with _admin(url, admin) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(url.database))
         )
+
+
+@contextlib.contextmanager
+def _admin(url: URL, given: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
+    """``given`` (left open), else a new connection to ``url``'s server, closed after."""
+    if given is not None:
+        yield given
+        return
+    with connect_autocommit(url, "postgres") as conn:
+        yield conn
 
 
 @contextlib.contextmanager
