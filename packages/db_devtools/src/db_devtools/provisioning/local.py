@@ -329,7 +329,7 @@ class LocalServer:
             shutil.rmtree(data_dir, ignore_errors=True)
             raise
         watchdog = Watchdog(process.pid) if self.parent_death == "watchdog" else None
-        server = ThrowawayServer(info, self.password(), watchdog)
+        server = ThrowawayServer(info, self.password(), watchdog, self.state_dir / ".lock")
         if extra:
             try:
                 server.rehash_password()
@@ -352,7 +352,7 @@ class LocalServer:
         if not (shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)):
             return self.runtime_dir
         key = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
-        folder = shm / f"signalmarket-postgres-{key}"
+        folder = shm / f"{SCRATCH_PREFIX}{key}"
         folder.mkdir(mode=0o755, exist_ok=True)
         return folder
 
@@ -365,11 +365,15 @@ class LocalServer:
                 (path.parent / f"{path.name}.log").unlink(missing_ok=True)
 
 
+SCRATCH_PREFIX = "signalmarket-postgres-"  # a state folder's throwaway data in /dev/shm
+
+
 @dataclass
 class ThrowawayServer:
     info: ServerInfo
     password: str
     watchdog: Watchdog | None = None
+    state_lock: Path | None = None  # its state folder's lock (see LocalServer._locked)
 
     def url(self, database: str = SUPERUSER) -> URL:
         return self.info.url(self.password, database)
@@ -388,6 +392,13 @@ class ThrowawayServer:
             self.watchdog.release()
         shutil.rmtree(data_dir, ignore_errors=True)
         (data_dir.parent / f"{data_dir.name}.log").unlink(missing_ok=True)
+        scratch, lock = data_dir.parent, self.state_lock
+        if scratch.name.startswith(SCRATCH_PREFIX) and lock is not None and lock.parent.is_dir():
+            # The last one out removes the folder in /dev/shm (memory; one per state
+            # folder, and tests make many); under the lock that a new server of the same
+            # state folder holds from making the folder to copying into it.
+            with locked(lock), contextlib.suppress(OSError):
+                scratch.rmdir()  # fails while another server's data is there
 
 
 def _stop_pid(pid: int, timeout: float = 30.0) -> None:
