@@ -11,9 +11,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 from alembic.config import Config
 from db_devtools.config import DevConfig
@@ -21,7 +19,7 @@ from db_devtools.provisioning.databases import drop_database, ensure_database
 from db_devtools.provisioning.resolve import test_server
 from helpers import Repo, config_for, copy_project
 from shared_db.alembic_config import alembic_config as make_alembic_config
-from shared_db.connections import connect_autocommit
+from shared_db.pytest_plugin import AdminConnection
 from shared_db.services import SERVICES
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
@@ -50,41 +48,14 @@ def database_server_url(pg_server: URL) -> URL:
     return pg_server
 
 
-class AdminConnection:
-    """One autocommit connection per worker for CREATE and DROP DATABASE: two
-    connections fewer for each test that asks for a database. Reopened when a test
-    ended it (a test may terminate backends)."""
-
-    def __init__(self, url: URL) -> None:
-        self.url = url
-        self.conn: psycopg.Connection[Any] | None = None
-
-    def get(self) -> psycopg.Connection[Any]:
-        if self.conn is not None:
-            try:
-                self.conn.execute("SELECT 1")
-                return self.conn
-            except psycopg.Error:
-                self.conn.close()
-        self.conn = connect_autocommit(self.url, "postgres")
-        return self.conn
-
-
-@pytest.fixture(scope="session")
-def admin_connection(pg_server: URL) -> Iterator[AdminConnection]:
-    admin = AdminConnection(pg_server)
-    yield admin
-    if admin.conn is not None:
-        admin.conn.close()
-
-
 @pytest.fixture
-def empty_database(pg_server: URL, admin_connection: AdminConnection) -> Iterator[URL]:
-    """A database created empty for this test and dropped after it."""
+def empty_database(pg_server: URL, database_admin: AdminConnection) -> Iterator[URL]:
+    """A database created empty for this test and dropped after it (over the session's
+    one admin connection: shared_db's pytest plugin)."""
     url = pg_server.set(database=f"test_{secrets.token_hex(4)}")
-    ensure_database(url, admin_connection.get())
+    ensure_database(url, database_admin())
     yield url
-    drop_database(url, admin_connection.get())
+    drop_database(url, database_admin())
 
 
 # pytest-alembic's built-in tests run once per service: its two fixtures are parametrized.

@@ -12,6 +12,8 @@ from db_devtools.provisioning.databases import ensure_database
 from helpers import execute, head, raw, sql
 from shared_db import templates
 from shared_db.config import PACKAGED_MIGRATIONS, DbConfig
+from shared_db.connections import connect_autocommit
+from shared_db.pytest_plugin import AdminConnection
 from shared_db.services import version_table
 from sqlalchemy.engine import URL
 
@@ -136,6 +138,19 @@ def test_concurrent_builders_build_it_once(pg_server: URL, history_copy: DbConfi
         )
     assert names == [name] * 4
     assert databases(pg_server, f"{name}%") == [name], "one template, no half-built leftover"
+
+
+def test_the_sessions_admin_connection_is_opened_again_when_a_test_ended_it(
+    pg_server: URL, database_admin: AdminConnection
+) -> None:
+    first = database_admin()
+    assert database_admin() is first, "one connection for the session"
+    pid = first.info.backend_pid
+    with connect_autocommit(pg_server, "postgres") as other:
+        assert other.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone() == (True,)
+    again = database_admin()
+    assert again.info.backend_pid != pid and first.closed
+    assert again.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_a_killed_build_is_not_mistaken_for_a_template(

@@ -15,6 +15,9 @@ point ``pytest11``). A suite provides the server once, by overriding one fixture
     def test_fast(database_transaction):
         conn = database_transaction("scoring_engine")  # rolled back after the test
 
+``database_admin()`` is the session's one autocommit connection to that server, which
+the fixtures create and drop their databases with (a suite may too).
+
 ``migrated_database`` copies a template built once per history version (see
 ``shared_db.templates``); ``database_transaction`` shares one copy per test session
 and wraps each test in a transaction that is rolled back, for tests that only read
@@ -24,12 +27,13 @@ and write rows (not for code that commits, or changes the schema).
 import os
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 from sqlalchemy.engine import URL, Connection
 
 from shared_db import templates
 from shared_db.config import DbConfig
-from shared_db.connections import engine
+from shared_db.connections import connect_autocommit, engine
 from shared_db.urls import normalize
 
 Factory = Callable[[str], URL]
@@ -55,35 +59,75 @@ def database_config() -> DbConfig:
     return DbConfig(caller="test")
 
 
+class AdminConnection:
+    """One autocommit connection to the server for the session's CREATE and DROP
+    DATABASE: two connections fewer for each test that asks for a database. Opened
+    again when a test ended it (a test may terminate backends)."""
+
+    def __init__(self, server: URL, config: DbConfig) -> None:
+        self.server, self.config = server, config
+        self.conn: templates.Admin | None = None
+
+    def __call__(self) -> templates.Admin:
+        if self.conn is not None:
+            try:
+                self.conn.execute("SELECT 1")
+                return self.conn
+            except psycopg.Error:
+                self.conn.close()
+        self.conn = connect_autocommit(
+            self.server, "postgres", timeout_s=self.config.connect_timeout_s
+        )
+        return self.conn
+
+
+@pytest.fixture(scope="session")
+def database_admin(
+    database_server_url: URL, database_config: DbConfig
+) -> Iterator[AdminConnection]:
+    """``database_admin()``: the session's autocommit connection to the server (to
+    create or drop databases of a suite's own)."""
+    admin = AdminConnection(database_server_url, database_config)
+    yield admin
+    if admin.conn is not None:
+        admin.conn.close()
+
+
 @pytest.fixture
-def migrated_database(database_server_url: URL, database_config: DbConfig) -> Iterator[Factory]:
+def migrated_database(
+    database_server_url: URL, database_config: DbConfig, database_admin: AdminConnection
+) -> Iterator[Factory]:
     """``migrated_database(service)``: a new database at ``service``'s head, dropped after."""
     made: list[URL] = []
 
     def make(service: str) -> URL:
-        url = templates.database_at_head(database_config, database_server_url, service)
+        url = templates.database_at_head(
+            database_config, database_server_url, service, admin=database_admin()
+        )
         made.append(url)
         return url
 
     yield make
     for url in made:
-        templates.drop(url)
+        templates.drop(url, database_admin())
 
 
 @pytest.fixture(scope="session")
-def _shared_databases(database_server_url: URL, database_config: DbConfig) -> Iterator[Factory]:
+def _shared_databases(
+    database_server_url: URL, database_config: DbConfig, database_admin: AdminConnection
+) -> Iterator[Factory]:
     made: dict[str, URL] = {}
 
     def get(service: str) -> URL:
         if service not in made:
             made[service] = templates.database_at_head(
-                database_config, database_server_url, service, prefix="shared"
+                database_config, database_server_url, service, "shared", database_admin()
             )
         return made[service]
 
     yield get
     for url in made.values():
-        templates.drop(url)
+        templates.drop(url, database_admin())
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,22 +190,39 @@ def _clone(
     return server.set(database=name)
 
 
-def drop(url: URL) -> None:
+Admin = psycopg.Connection[tuple[Any, ...]]
+
+
+@contextmanager
+def _admin(server: URL, given: Admin | None, timeout_s: float = 10.0) -> Iterator[Admin]:
+    """``given`` (an open autocommit connection to the server, left open), else a new
+    one, closed after."""
+    if given is not None:
+        yield given
+        return
+    with connect_autocommit(server, "postgres", timeout_s=timeout_s) as conn:
+        yield conn
+
+
+def drop(url: URL, admin: Admin | None = None) -> None:
     """Drop the database of ``url`` (a copy), even with connections left open."""
     name = url.database or ""
     if not name or name.startswith(PREFIX):
         raise ValueError(f"refusing to drop {name!r}: not a copy")
-    with connect_autocommit(url, "postgres") as conn:
+    with _admin(url, admin) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
 
 
-def database_at_head(config: DbConfig, server: URL, service: str, prefix: str = "test") -> URL:
+def database_at_head(
+    config: DbConfig, server: URL, service: str, prefix: str = "test", admin: Admin | None = None
+) -> URL:
     """A new database with ``service``'s history at head: a copy of its template (built
-    first if this history has none), on one connection."""
+    first if this history has none), on one connection (``admin``, when given: an open
+    autocommit connection to the server)."""
     name = template_name(config, service)
-    with connect_autocommit(server, "postgres", timeout_s=config.connect_timeout_s) as conn:
+    with _admin(server, admin, config.connect_timeout_s) as conn:
         _ensure(conn, config, server, service, name)
         try:
             return _clone(conn, server, name, prefix)
