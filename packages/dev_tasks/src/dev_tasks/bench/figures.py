@@ -257,12 +257,14 @@ def test_suite() -> Figure:
     # tests start), so this is the CPU of the whole tree: what two cores must share.
     cpu = _children_cpu() - cpu_before
     tests = re.search(r"(\d+) passed", output)
+    workers = re.search(r"created: (\d+)/\d+ workers", output)
     slowest = re.findall(r"^\s*(\d+\.\d+)s (call|setup|teardown)\s+(\S+)", output, re.M)
     where = "; ".join(f"{name} {when} {float(s):.1f} s" for s, when, name in slowest[:5])
     return Figure(
         "invoke_test", "invoke test, whole suite, Postgres start included",
         elapsed, 60.0, "the 60 s budget", "<= 60 s on 2 cores", elapsed <= 60 and not failed,
-        note=f"{os.cpu_count()} cores; {tests[1] if tests else '?'} tests; {cpu:.0f} CPU-seconds "
+        note=f"{os.cpu_count()} cores, {workers[1] if workers else '?'} pytest workers; "
+        f"{tests[1] if tests else '?'} tests; {cpu:.0f} CPU-seconds "
         f"in all (user + system, every process of the run); the slowest (pytest "
         f"--durations): {where or '-'}{failed}",
         extra={"cpu_s": cpu},
