@@ -8,14 +8,13 @@ Shared helpers live in ``helpers.py``.
 
 import gc
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.config import Config
 from db_devtools.config import DevConfig
-from db_devtools.provisioning.databases import drop_database, ensure_database
+from db_devtools.provisioning.databases import scratch_database
 from db_devtools.provisioning.resolve import test_server
 from helpers import Repo, config_for, copy_project
 from shared_db.alembic_config import alembic_config as make_alembic_config
@@ -52,10 +51,8 @@ def database_server_url(pg_server: URL) -> URL:
 def empty_database(pg_server: URL, database_admin: AdminConnection) -> Iterator[URL]:
     """A database created empty for this test and dropped after it (over the session's
     one admin connection: shared_db's pytest plugin)."""
-    url = pg_server.set(database=f"test_{secrets.token_hex(4)}")
-    ensure_database(url, database_admin())
-    yield url
-    drop_database(url, database_admin())
+    with scratch_database(pg_server, "test", database_admin) as url:
+        yield url
 
 
 # pytest-alembic's built-in tests run once per service: its two fixtures are parametrized.

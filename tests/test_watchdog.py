@@ -130,8 +130,8 @@ def test_a_watchdog_server_stops_cleanly(state_dir: Path) -> None:
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm here")
 def test_the_last_server_of_a_state_folder_removes_its_folder_in_memory(state_dir: Path) -> None:
     """Not one empty folder per state folder left in /dev/shm (tests make many)."""
-    first = LocalServer(state_dir, parent_death="prctl" if ON_LINUX else "watchdog").throwaway()
-    second = LocalServer(state_dir, parent_death="prctl" if ON_LINUX else "watchdog").throwaway()
+    server = LocalServer(state_dir, parent_death="prctl" if ON_LINUX else "watchdog")
+    first, second = server.throwaway(), server.throwaway()
     scratch = Path(first.info.data_dir).parent
     assert scratch == Path(second.info.data_dir).parent
     assert scratch.parent == Path("/dev/shm") and scratch.is_dir()
@@ -140,7 +140,7 @@ def test_the_last_server_of_a_state_folder_removes_its_folder_in_memory(state_di
     assert Path(second.info.data_dir).is_dir()
     second.stop()
     assert not scratch.exists()
-    third = LocalServer(state_dir, parent_death="prctl" if ON_LINUX else "watchdog").throwaway()
+    third = server.throwaway()
     try:  # the folder is made again for the next one
         assert Path(third.info.data_dir).parent == scratch and scratch.is_dir()
     finally:

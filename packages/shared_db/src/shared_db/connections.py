@@ -165,6 +165,19 @@ def connect_autocommit(
         raise database_error(exc, target, service) from exc
 
 
+@contextmanager
+def server_connection(
+    url: URL, given: psycopg.Connection[tuple[Any, ...]] | None = None, *, timeout_s: float = 10.0
+) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """``given`` (an open autocommit connection to ``url``'s server: left open), else a new
+    one to its ``postgres`` database (closed after): for CREATE and DROP DATABASE."""
+    if given is not None:
+        yield given
+        return
+    with connect_autocommit(url, "postgres", timeout_s=timeout_s) as conn:
+        yield conn
+
+
 def create_database_sql(conn: psycopg.Connection[tuple[Any, ...]]) -> str:
     """``CREATE DATABASE {} TEMPLATE {}`` with the faster strategy for this server: with
     fsync off (throwaway and test servers) the checkpoints of ``FILE_COPY`` cost nothing

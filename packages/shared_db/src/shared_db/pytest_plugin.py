@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL, Connection
 from shared_db import templates
 from shared_db.config import DbConfig
 from shared_db.connections import connect_autocommit, engine
+from shared_db.sessions import Conn
 from shared_db.urls import normalize
 
 Factory = Callable[[str], URL]
@@ -66,9 +67,9 @@ class AdminConnection:
 
     def __init__(self, server: URL, config: DbConfig) -> None:
         self.server, self.config = server, config
-        self.conn: templates.Admin | None = None
+        self.conn: Conn | None = None
 
-    def __call__(self) -> templates.Admin:
+    def __call__(self) -> Conn:
         if self.conn is not None:
             try:
                 self.conn.execute("SELECT 1")

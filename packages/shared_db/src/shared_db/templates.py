@@ -19,8 +19,6 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +28,11 @@ from sqlalchemy.engine import URL
 
 from shared_db import runner
 from shared_db.config import DbConfig
-from shared_db.connections import connect_autocommit, create_database_sql
+from shared_db.connections import connect_autocommit, create_database_sql, server_connection
 from shared_db.errors import DatabaseError
 from shared_db.history import revision_file_names
 from shared_db.services import check_service
+from shared_db.sessions import Conn
 from shared_db.urls import render
 
 # Part of every checksum: a change to how templates are built makes new ones.
@@ -190,39 +189,25 @@ def _clone(
     return server.set(database=name)
 
 
-Admin = psycopg.Connection[tuple[Any, ...]]
-
-
-@contextmanager
-def _admin(server: URL, given: Admin | None, timeout_s: float = 10.0) -> Iterator[Admin]:
-    """``given`` (an open autocommit connection to the server, left open), else a new
-    one, closed after."""
-    if given is not None:
-        yield given
-        return
-    with connect_autocommit(server, "postgres", timeout_s=timeout_s) as conn:
-        yield conn
-
-
-def drop(url: URL, admin: Admin | None = None) -> None:
+def drop(url: URL, admin: Conn | None = None) -> None:
     """Drop the database of ``url`` (a copy), even with connections left open."""
     name = url.database or ""
     if not name or name.startswith(PREFIX):
         raise ValueError(f"refusing to drop {name!r}: not a copy")
-    with _admin(url, admin) as conn:
+    with server_connection(url, admin) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
 
 
 def database_at_head(
-    config: DbConfig, server: URL, service: str, prefix: str = "test", admin: Admin | None = None
+    config: DbConfig, server: URL, service: str, prefix: str = "test", admin: Conn | None = None
 ) -> URL:
     """A new database with ``service``'s history at head: a copy of its template (built
     first if this history has none), on one connection (``admin``, when given: an open
     autocommit connection to the server)."""
     name = template_name(config, service)
-    with _admin(server, admin, config.connect_timeout_s) as conn:
+    with server_connection(server, admin, timeout_s=config.connect_timeout_s) as conn:
         _ensure(conn, config, server, service, name)
         try:
             return _clone(conn, server, name, prefix)

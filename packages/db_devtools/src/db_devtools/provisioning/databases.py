@@ -2,19 +2,19 @@
 
 import contextlib
 import secrets
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import psycopg
 from psycopg import sql
-from shared_db.connections import connect_autocommit, create_database_sql
+from shared_db.connections import connect_autocommit, create_database_sql, server_connection
+from shared_db.sessions import Conn
 from shared_db.urls import where
 from sqlalchemy.engine import URL
 
 from db_devtools.errors import ProvisioningError
 
 
-def ensure_database(url: URL, admin: psycopg.Connection[Any] | None = None) -> bool:
+def ensure_database(url: URL, admin: Conn | None = None) -> bool:
     """Create ``url``'s database when missing; True if it was created. ``admin``: an open
     autocommit connection to the server to use instead of a new one."""
     name = url.database
@@ -22,7 +22,7 @@ def ensure_database(url: URL, admin: psycopg.Connection[Any] | None = None) -> b
         raise ProvisioningError(
             f"the URL of {where(url)} names no database", kind="invalid_database_url"
         )
-    with _admin(url, admin) as conn:
+    with server_connection(url, admin) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists:
             return False
@@ -39,36 +39,29 @@ def ensure_database(url: URL, admin: psycopg.Connection[Any] | None = None) -> b
     return True
 
 
-def drop_database(url: URL, admin: psycopg.Connection[Any] | None = None) -> None:
+def drop_database(url: URL, admin: Conn | None = None) -> None:
     if not url.database:
         raise ProvisioningError(
             f"the URL of {where(url)} names no database to drop", kind="invalid_database_url"
         )
-    with _admin(url, admin) as conn:
+    with server_connection(url, admin) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(url.database))
         )
 
 
 @contextlib.contextmanager
-def _admin(url: URL, given: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
-    """``given`` (left open), else a new connection to ``url``'s server, closed after."""
-    if given is not None:
-        yield given
-        return
-    with connect_autocommit(url, "postgres") as conn:
-        yield conn
-
-
-@contextlib.contextmanager
-def scratch_database(server_url: URL, prefix: str = "scratch") -> Iterator[URL]:
-    """A new empty database on ``server_url``'s server, dropped afterwards."""
+def scratch_database(
+    server_url: URL, prefix: str = "scratch", admin: Callable[[], Conn] | None = None
+) -> Iterator[URL]:
+    """A new empty database on ``server_url``'s server, dropped afterwards; ``admin()``,
+    when given, is the connection to create and drop it with (asked again to drop it)."""
     url = server_url.set(database=f"{prefix}_{secrets.token_hex(4)}")
-    ensure_database(url)
+    ensure_database(url, admin() if admin else None)
     try:
         yield url
     finally:
-        drop_database(url)
+        drop_database(url, admin() if admin else None)
 
 
 def ensure_service_database(admin: URL, name: str, password: str) -> URL:

@@ -2,7 +2,6 @@
 
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ from dev_tasks.bench import profile
 from dev_tasks.bench.measure import (
     INVOKE,
     bytecode,
+    children_cpu,
     interleaved,
     median,
     run,
@@ -241,13 +241,8 @@ def _where_an_upgrade_goes(
     return profile.summarize(session, UPGRADE_BUCKETS)
 
 
-def _children_cpu() -> float:
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
-
-
 def test_suite() -> Figure:
-    started, cpu_before = time.perf_counter(), _children_cpu()
+    started, cpu_before = time.perf_counter(), children_cpu()
     try:
         output, failed = run_output([*INVOKE, "test", "--args=--durations=5"]), ""
     except RuntimeError as exc:  # the other figures are still worth writing
@@ -255,7 +250,7 @@ def test_suite() -> Figure:
     elapsed = time.perf_counter() - started
     # Every process of the run is reaped by its parent (workers, servers, the processes
     # tests start), so this is the CPU of the whole tree: what two cores must share.
-    cpu = _children_cpu() - cpu_before
+    cpu = children_cpu() - cpu_before
     tests = re.search(r"(\d+) passed", output)
     workers = re.search(r"created: (\d+)/\d+ workers", output)
     slowest = re.findall(r"^\s*(\d+\.\d+)s (call|setup|teardown)\s+(\S+)", output, re.M)

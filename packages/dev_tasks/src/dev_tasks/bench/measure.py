@@ -17,18 +17,23 @@ def run(command: Sequence[str], env: dict[str, str] | None = None) -> float:
     return run_timed(command, env)[0]
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every child process reaped so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def run_timed(command: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command's processes) of one command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     start = time.perf_counter()
     result = subprocess.run(
         list(command), env={**os.environ, **(env or {})}, capture_output=True, text=True
     )
     elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children_cpu() - before
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {(result.stderr or result.stdout)[-500:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return elapsed, cpu
 
 
