@@ -21,9 +21,10 @@ from alembic.script import ScriptDirectory
 from db_devtools.config import DevConfig
 from shared_db.alembic_config import alembic_config
 from shared_db.config import DbConfig
+from shared_db.connections import engine
 from shared_db.history import History, read_history, sort_ids
 from shared_db.services import version_table
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 from task_runs import run_task
 
@@ -58,16 +59,12 @@ def head(service: str) -> tuple[str, ...]:
 def querying(url: URL) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
     """A function giving the rows of a query on ``url``'s database, all over one
     connection (each new one costs a server process and a password exchange)."""
-    engine = create_engine(url, poolclass=pool.NullPool)
-    try:
-        with engine.connect() as connection:
+    with engine(url).connect() as connection:
 
-            def rows(query: str, **params: Any) -> list[tuple[Any, ...]]:
-                return [tuple(row) for row in connection.execute(text(query), params)]
+        def rows(query: str, **params: Any) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in connection.execute(text(query), params)]
 
-            yield rows
-    finally:
-        engine.dispose()
+        yield rows
 
 
 def sql(url: URL, query: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -90,12 +87,8 @@ def shows_password(output: str, url: URL) -> bool:
 
 def execute(url: URL, statement: str) -> None:
     """One statement on ``url``'s database, committed."""
-    engine = create_engine(url, poolclass=pool.NullPool)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(statement))
-    finally:
-        engine.dispose()
+    with engine(url).begin() as connection:
+        connection.execute(text(statement))
 
 
 # -- the Invoke tasks, in-process --------------------------------------------------------

@@ -192,6 +192,8 @@ def test_throwaway_server_is_removed_on_stop() -> None:
         )
         assert str(verifier).startswith("SCRAM-SHA-256$16:"), verifier
         assert _query(throwaway.url(), "SHOW scram_iterations") == "16"
+    # Its databases live for a test: no autovacuum worker visits them.
+    assert _query(throwaway.url(), "SHOW autovacuum") == "off"
     assert server.running() == long_lived, "a throwaway server is not the long-lived one"
     throwaway.stop()
     assert not data_dir.exists()

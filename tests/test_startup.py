@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
 
+import psycopg
 import pytest
 from db_devtools.provisioning.ports import free_port
 from helpers import BROKEN_REVISION as BROKEN
@@ -126,6 +127,10 @@ def test_database_at_head_starts_without_lock_or_migration(
         raise AssertionError("a database at head must not take the migration lock")
 
     monkeypatch.setattr(locking, "_try_lock", no_lock)
+    # One connection: the one that answers the wait for the database reads its state.
+    with mock.patch.object(psycopg, "connect", wraps=psycopg.connect) as connecting:
+        assert runner.migrate_to_head(config_for(empty_database), SERVICE).action == "none"
+    assert connecting.call_count == 1
     caplog.clear()
     caplog.set_level(logging.INFO)
     with service_client(SERVICE, empty_database) as client:
@@ -175,7 +180,7 @@ def test_waiting_for_an_unreachable_database_is_bounded(host: str) -> None:
     url = URL.create("postgresql+psycopg", "app", "s3cret", host, 1, "app")
     config = config_for(url, database_wait_s=0.3)
     with pytest.raises(DatabaseError, match=r"gave up after 0\.3 s") as error:
-        runner.wait_for_database(config, SERVICE)
+        runner.state_once_reachable(config, SERVICE)
     assert error.value.kind == "database_unreachable"
     assert f"{host}:1/app" in str(error.value)
     assert "s3cret" not in str(error.value)

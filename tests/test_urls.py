@@ -9,6 +9,7 @@ whose password only the query carries.
 """
 
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,31 @@ def test_query_parameters_reach_engines_and_migration_connections(role: Role) ->
     # session settings we make are SETs: the user's options stay.
     assert (user, path) == (role.name, "url_schema")
     assert name.startswith("migrate:scoring_engine:test@")
+
+
+def test_an_unpooled_engine_is_kept_per_url_and_settings_and_keeps_no_connection(
+    role: Role,
+) -> None:
+    """Commands and migrations connect once per use over an engine kept for the process
+    (a new engine would ask its server its settings again); the connection itself is
+    closed after each use, also after the engine was disposed of."""
+    url = normalize(role.url())
+    kept = engine(url, application_name="kept-engine")
+    assert engine(url, application_name="kept-engine") is kept
+    assert engine(url, application_name="another-name") is not kept
+    assert engine(url, connect_timeout_s=3, application_name="kept-engine") is not kept
+    assert engine(url, pooled=True) is not engine(url, pooled=True)
+    pids = []
+    for _ in range(2):
+        with kept.connect() as connection:
+            pids.append(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        kept.dispose()
+    assert pids[0] != pids[1], "one connection per use"
+    named = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kept-engine'"
+    deadline = time.monotonic() + 10  # a closed connection's server process is ending
+    while sql(role.database, named) != [(0,)]:
+        assert time.monotonic() < deadline, "a connection of the kept engine stayed open"
+        time.sleep(0.05)
 
 
 def test_a_wrong_query_password_is_refused_and_never_shown(role: Role) -> None:

@@ -44,6 +44,7 @@ from shared_db.errors import DatabaseError, MigrationError
 from shared_db.history import History, read_history
 from shared_db.interrupts import Interrupted, interruptible
 from shared_db.locking import lock_key, migration_lock
+from shared_db.records import Applied
 from shared_db.sessions import Conn
 from shared_db.soundness import loaded, sound_history
 from shared_db.status import Status, at_head, read_state, status_of
@@ -394,17 +395,18 @@ def stamp(config: DbConfig, service: str, revision: str) -> RunResult:
 # -- service startup -----------------------------------------------------------------
 
 
-def wait_for_database(config: DbConfig, service: str) -> None:
-    """Connect until it works or ``config.database_wait_s`` passes (backoff to 2 s)."""
-    from shared_db.connections import connect_autocommit
-
-    url = config.parsed_url(service)
+def state_once_reachable(
+    config: DbConfig, service: str
+) -> tuple[tuple[str, ...], dict[str, Applied]]:
+    """The database's state (``read_state``), read over the first connection that
+    works: connecting until one does or ``config.database_wait_s`` passes (backoff to
+    2 s). One connection, not a probe then a read: a replica's start makes one fewer."""
     deadline = time.monotonic() + config.database_wait_s
     delay = 0.1
     while True:
         try:
-            connect_autocommit(url, timeout_s=config.connect_timeout_s, service=service).close()
-            return
+            with connect(config, service) as connection:
+                return read_state(connection, service)
         except DatabaseError as exc:
             remaining = deadline - time.monotonic()
             if exc.kind != "database_unreachable":
@@ -424,10 +426,8 @@ def migrate_to_head(
     A lock-free check first: a database already at head takes no lock, and neither does
     one ahead of this code by expand revisions only (a newer release migrated it: this
     code serves on it as it is)."""
-    wait_for_database(config, service)
     history = sound_history(config, service)
-    with connect(config, service) as connection:
-        state = status_of(service, history, *read_state(connection, service))
+    state = status_of(service, history, *state_once_reachable(config, service))
     refuse_incompatible(state, migrating=False)
     if state.ahead:
         return RunResult(service, "ahead", state.database, state.database, ahead=state.ahead)
@@ -445,12 +445,10 @@ def wait_until_compatible(
     """For a service that does not migrate (``SKIP_MIGRATIONS``): wait, bounded, until
     the database is at a revision this code can serve on (a migrate step runs
     elsewhere). Raises at once for an incompatible database, and after ``timeout_s``."""
-    wait_for_database(config, service)
     history = read_history(config, service)
     deadline, delay, said = time.monotonic() + timeout_s, 0.2, False
     while True:
-        with connect(config, service) as connection:
-            state = status_of(service, history, *read_state(connection, service))
+        state = status_of(service, history, *state_once_reachable(config, service))
         refuse_incompatible(state, migrating=False)
         if state.serves(phases):
             return state

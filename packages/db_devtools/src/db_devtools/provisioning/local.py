@@ -53,10 +53,12 @@ _SERVER_SETTINGS = {
     "log_min_messages": "warning",
 }
 # A throwaway server is a test fixture: loopback only, a random password, its data in
-# memory and deleted when it stops. Its password verifiers use few SCRAM iterations
-# (Postgres 16 and later): the client's key derivation at 4,096 was half of every
-# connection's cost (6.2 -> 3.3 ms), and a test run makes thousands.
-_THROWAWAY_SETTINGS = {"scram_iterations": "16"}
+# memory and deleted when it stops. No autovacuum: its databases live for one test, and
+# the launcher would visit each of them in turn. Its password verifiers use few SCRAM
+# iterations (Postgres 16 and later): the client's key derivation at 4,096 was half of
+# every connection's cost (6.2 -> 3.3 ms), and a test run makes thousands.
+_THROWAWAY_SETTINGS = {"autovacuum": "off"}
+_THROWAWAY_SETTINGS_16 = {"scram_iterations": "16"}
 
 
 @dataclass(frozen=True)
@@ -322,7 +324,9 @@ class LocalServer:
             self._ensure_initialized(template)
             data_dir = self.scratch_dir / f"test-{os.getpid()}-{secrets.token_hex(3)}"
             subprocess.run(["cp", "-a", str(template), str(data_dir)], check=True)
-        extra = _THROWAWAY_SETTINGS if _major_version(data_dir) >= 16 else {}
+        extra = _THROWAWAY_SETTINGS | (
+            _THROWAWAY_SETTINGS_16 if _major_version(data_dir) >= 16 else {}
+        )
         try:
             info, process = self._start(data_dir, preferred_port=None, tied=True, extra=extra)
         except ProvisioningError:
