@@ -23,6 +23,7 @@ from dev_tasks.bench.measure import (
     bytecode,
     children_cpu,
     interleaved,
+    loop_seconds,
     median,
     run,
     run_output,
@@ -242,6 +243,7 @@ def _where_an_upgrade_goes(
 
 
 def test_suite() -> Figure:
+    loop_before = loop_seconds()
     started, cpu_before = time.perf_counter(), children_cpu()
     try:
         output, failed = run_output([*INVOKE, "test", "--args=--durations=5"]), ""
@@ -251,6 +253,7 @@ def test_suite() -> Figure:
     # Every process of the run is reaped by its parent (workers, servers, the processes
     # tests start), so this is the CPU of the whole tree: what two cores must share.
     cpu = children_cpu() - cpu_before
+    loop = (loop_before + loop_seconds()) / 2
     tests = re.search(r"(\d+) passed", output)
     workers = re.search(r"created: (\d+)/\d+ workers", output)
     slowest = re.findall(r"^\s*(\d+\.\d+)s (call|setup|teardown)\s+(\S+)", output, re.M)
@@ -261,8 +264,10 @@ def test_suite() -> Figure:
         note=f"{os.cpu_count()} cores, {workers[1] if workers else '?'} pytest workers; "
         f"{tests[1] if tests else '?'} tests; {cpu:.0f} CPU-seconds "
         f"in all (user + system, every process of the run); the slowest (pytest "
-        f"--durations): {where or '-'}{failed}",
-        extra={"cpu_s": cpu},
+        f"--durations): {where or '-'}; this machine's speed meanwhile: a fixed Python loop "
+        f"took {loop:.3f} s of CPU (the mean of before and after; lower is faster: compare "
+        f"runs by it){failed}",
+        extra={"cpu_s": cpu, "loop_s": loop},
     )  # fmt: skip
 
 

@@ -23,6 +23,19 @@ def children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
+def loop_seconds(rounds: int = 3) -> float:
+    """CPU seconds of a fixed pure-Python loop (the median of ``rounds``): how fast this
+    machine runs Python at the moment. On a shared machine it varies by a third from one
+    minute to the next, and every figure in seconds with it."""
+    times = []
+    for _ in range(rounds):
+        started, total = time.process_time(), 0
+        for i in range(5_000_000):
+            total += i
+        times.append(time.process_time() - started)
+    return sorted(times)[len(times) // 2]
+
+
 def run_timed(command: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command's processes) of one command."""
     before = children_cpu()
