@@ -8,7 +8,6 @@ Shared helpers live in ``helpers.py``.
 
 import gc
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from alembic.config import Config
 from db_devtools.config import DevConfig
 from db_devtools.provisioning.databases import scratch_database
 from db_devtools.provisioning.resolve import test_server
-from helpers import ROOT, Repo, config_for, copy_project
+from helpers import Repo, config_for, copy_project
 from shared_db.alembic_config import alembic_config as make_alembic_config
 from shared_db.pytest_plugin import AdminConnection
 from shared_db.services import SERVICES
@@ -83,11 +82,6 @@ def committed_project(tmp_path_factory: pytest.TempPathFactory, pg_server: URL) 
     folder = tmp_path_factory.mktemp("committed")
     checkout = folder / "checkout"
     copy_project(checkout)
-    # With the project's bytecode (``invoke test`` writes it; a copy keeps each source's
-    # size and mtime, so it is valid there): the processes run on a copy skip compiling.
-    for cache in ROOT.glob("packages/*/src/**/__pycache__"):
-        if (checkout / cache.relative_to(ROOT)).parent.is_dir():
-            shutil.copytree(cache, checkout / cache.relative_to(ROOT), dirs_exist_ok=True)
     repository = Repo(checkout, pg_server.set(database="postgres"), folder / "cache")
     repository.git("init", "-q", "-b", "main")
     repository.git("add", "-A")

@@ -75,9 +75,9 @@ MEMORY_TEMP_MIN_FREE = 2 * 1024**3
 def _temp_in_memory(environment: dict[str, str]) -> dict[str, str]:
     """Temporary files of the tests (pytest's tmp_path, and what the commands under test
     make with ``tempfile``) in memory, when /dev/shm is there with room to spare and
-    TMPDIR is not chosen already. The tests write ~200 MB in ~30,000 files (a checkout
-    of the project per workflow test); on this project's ext4 disk a checkout cost
-    0.15-0.95 s of system CPU depending on the disk's mood, in memory 0.14 s."""
+    TMPDIR is not chosen already. The tests write ~22,000 files (a checkout of the
+    project per workflow test); on this project's ext4 disk a checkout cost 0.15-0.95 s
+    of system CPU depending on the disk's mood, in memory 0.14 s."""
     if environment.get("TMPDIR") or not os.access(MEMORY_TEMP, os.W_OK | os.X_OK):
         return {}
     try:
