@@ -63,7 +63,11 @@ def test(c: Context, k: str = "", args: str = "", workers: int = -1) -> None:
         # pytest writes to this terminal itself: through c.run, Invoke's reader threads
         # poll its output every 10 ms, about 1 s of CPU over a whole run.
         pytest = [sys.executable, "-m", "pytest", *parallel, *selection, *shlex.split(args)]
-        code = subprocess.run(pytest, env=environment, cwd=config.project_root).returncode
+        process = subprocess.Popen(pytest, env=environment, cwd=config.project_root)
+        try:
+            code = process.wait()
+        except KeyboardInterrupt:  # pytest got the same Ctrl-C: let it end its own way
+            code = process.wait()
         if code:
             raise Exit(code=code)
 
