@@ -324,9 +324,8 @@ class LocalServer:
             self._ensure_initialized(template)
             data_dir = self.scratch_dir / f"test-{os.getpid()}-{secrets.token_hex(3)}"
             subprocess.run(["cp", "-a", str(template), str(data_dir)], check=True)
-        extra = _THROWAWAY_SETTINGS | (
-            _THROWAWAY_SETTINGS_16 if _major_version(data_dir) >= 16 else {}
-        )
+        few_iterations = _major_version(data_dir) >= 16
+        extra = _THROWAWAY_SETTINGS | (_THROWAWAY_SETTINGS_16 if few_iterations else {})
         try:
             info, process = self._start(data_dir, preferred_port=None, tied=True, extra=extra)
         except ProvisioningError:
@@ -334,7 +333,7 @@ class LocalServer:
             raise
         watchdog = Watchdog(process.pid) if self.parent_death == "watchdog" else None
         server = ThrowawayServer(info, self.password(), watchdog, self.state_dir / ".lock")
-        if extra:
+        if few_iterations:  # the template's verifier has the default iterations
             try:
                 server.rehash_password()
             except DatabaseError as exc:
