@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
@@ -520,3 +521,67 @@ def test_flake_lock_pins_nixpkgs_to_a_revision_and_a_hash() -> None:
     original = node["original"]
     url = f"github:{original['owner']}/{original['repo']}/{original['ref']}"
     assert f'inputs.nixpkgs.url = "{url}";' in (ROOT / "flake.nix").read_text()
+
+
+# -- scripts/bootstrap ----------------------------------------------------------------
+
+BOOTSTRAP = ROOT / "scripts" / "bootstrap"
+
+
+def _which_python(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/bootstrap --which-python`` (it exits before installing anything), with
+    ``python3`` on PATH being this interpreter, linked from ``tmp_path/bin``."""
+    bin_dir = tmp_path / "bin"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        (bin_dir / "python3").symlink_to(sys.executable)
+    base = {k: v for k, v in os.environ.items() if k not in {"PYTHON", "SYSTEM_PYTHON"}}
+    return subprocess.run(
+        ["bash", str(BOOTSTRAP), *(args or ("--which-python",))],
+        env={**base, "PATH": f"{bin_dir}:{os.environ['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _too_old(tmp_path: Path) -> str:
+    """An interpreter that fails the 3.11 check (as a 3.10 would)."""
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\nexit 1\n")
+    old.chmod(0o755)
+    return str(old)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the distribution's python3 is Linux's")
+def test_bootstrap_prefers_the_distributions_python_then_python3_on_path(tmp_path: Path) -> None:
+    chosen = _which_python(tmp_path, SYSTEM_PYTHON=sys.executable)
+    assert (chosen.returncode, chosen.stdout) == (
+        0,
+        f"{sys.executable} (the distribution's build)\n",
+    )
+    on_path = f"{tmp_path}/bin/python3 (python3 on PATH)\n"
+    for system in (_too_old(tmp_path), str(tmp_path / "missing")):
+        fallback = _which_python(tmp_path, SYSTEM_PYTHON=system)
+        assert (fallback.returncode, fallback.stdout) == (0, on_path), system
+
+
+def test_bootstrap_takes_python_from_the_environment_first(tmp_path: Path) -> None:
+    chosen = _which_python(
+        tmp_path, PYTHON="/opt/python3.12/bin/python3", SYSTEM_PYTHON=sys.executable
+    )
+    assert (chosen.returncode, chosen.stdout) == (0, "/opt/python3.12/bin/python3 (PYTHON)\n")
+
+
+def test_bootstrap_refuses_a_python_older_than_3_11_and_an_unknown_option(tmp_path: Path) -> None:
+    old = _too_old(tmp_path)
+    refused = _which_python(tmp_path, "--install-only", PYTHON=old)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("error: Python 3.11+ is needed"), refused.stderr
+    assert refused.stderr.rstrip().endswith("set PYTHON=/path/to/python3.11"), refused.stderr
+    unknown = _which_python(tmp_path, "--fast")
+    assert (unknown.returncode, unknown.stdout) == (2, "")
+    assert unknown.stderr == (
+        "error: unknown option '--fast'; "
+        "usage: ./scripts/bootstrap [--install-only | --which-python]\n"
+    )
