@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 from db_devtools.provisioning.databases import ensure_database
 from helpers import execute, head, raw, sql
@@ -77,6 +78,16 @@ def test_a_copy_is_at_head_and_private(pg_server: URL) -> None:
         templates.drop(first)
         templates.drop(second)
     assert databases(pg_server, first.database or "") == []
+
+
+def test_a_copy_is_dropped_while_a_connection_to_it_is_still_open(pg_server: URL) -> None:
+    url = templates.database_at_head(DbConfig(caller="test"), pg_server, SERVICE)
+    with connect_autocommit(url, url.database or "") as left_open:
+        templates.drop(url)
+        assert databases(pg_server, url.database or "") == []
+        with pytest.raises(psycopg.OperationalError):
+            left_open.execute("SELECT 1")
+    templates.drop(url)  # already gone: nothing to do
 
 
 def test_the_template_is_built_once_and_reused(pg_server: URL, history_copy: DbConfig) -> None:

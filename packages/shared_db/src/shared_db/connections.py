@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -184,6 +185,16 @@ def server_connection(
         return
     with connect_autocommit(url, "postgres", timeout_s=timeout_s) as conn:
         yield conn
+
+
+def drop_database_forced(
+    url: URL, given: psycopg.Connection[tuple[Any, ...]] | None = None
+) -> None:
+    """Drop ``url``'s database if it exists, closing the connections left open to it
+    (``WITH (FORCE)``); over ``given`` when set (see ``server_connection``)."""
+    with server_connection(url, given) as conn:
+        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(statement.format(sql.Identifier(url.database or "")))
 
 
 def create_database_sql(conn: psycopg.Connection[tuple[Any, ...]]) -> str:

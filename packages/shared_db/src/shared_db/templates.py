@@ -28,7 +28,12 @@ from sqlalchemy.engine import URL
 
 from shared_db import runner
 from shared_db.config import DbConfig
-from shared_db.connections import connect_autocommit, create_database_sql, server_connection
+from shared_db.connections import (
+    connect_autocommit,
+    create_database_sql,
+    drop_database_forced,
+    server_connection,
+)
 from shared_db.errors import DatabaseError
 from shared_db.history import revision_file_names
 from shared_db.services import check_service
@@ -194,10 +199,7 @@ def drop(url: URL, admin: Conn | None = None) -> None:
     name = url.database or ""
     if not name or name.startswith(PREFIX):
         raise ValueError(f"refusing to drop {name!r}: not a copy")
-    with server_connection(url, admin) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    drop_database_forced(url, admin)
 
 
 def database_at_head(

@@ -6,7 +6,12 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 from psycopg import sql
-from shared_db.connections import connect_autocommit, create_database_sql, server_connection
+from shared_db.connections import (
+    connect_autocommit,
+    create_database_sql,
+    drop_database_forced,
+    server_connection,
+)
 from shared_db.sessions import Conn
 from shared_db.urls import where
 from sqlalchemy.engine import URL
@@ -44,10 +49,7 @@ def drop_database(url: URL, admin: Conn | None = None) -> None:
         raise ProvisioningError(
             f"the URL of {where(url)} names no database to drop", kind="invalid_database_url"
         )
-    with server_connection(url, admin) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(url.database))
-        )
+    drop_database_forced(url, admin)
 
 
 @contextlib.contextmanager
