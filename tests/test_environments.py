@@ -553,15 +553,26 @@ def _too_old(tmp_path: Path) -> str:
     return str(old)
 
 
+def _other_version(tmp_path: Path) -> str:
+    """This interpreter, saying it is Python 3.99 (a version other than python3's on PATH)."""
+    other = tmp_path / "python3.99"
+    pretend = "import sys; sys.version_info = (3, 99, 0); exec(sys.argv[1])"
+    other.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{pretend}" "$2"\n')
+    other.chmod(0o755)
+    return str(other)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the distribution's python3 is Linux's")
 def test_bootstrap_prefers_the_distributions_python_then_python3_on_path(tmp_path: Path) -> None:
+    """The distribution's build of the same X.Y as python3 on PATH; else python3 on PATH:
+    when the distribution's is missing, older than 3.11, or another version."""
     chosen = _which_python(tmp_path, SYSTEM_PYTHON=sys.executable)
     assert (chosen.returncode, chosen.stdout) == (
         0,
         f"{sys.executable} (the distribution's build)\n",
     )
     on_path = f"{tmp_path}/bin/python3 (python3 on PATH)\n"
-    for system in (_too_old(tmp_path), str(tmp_path / "missing")):
+    for system in (str(tmp_path / "missing"), _too_old(tmp_path), _other_version(tmp_path)):
         fallback = _which_python(tmp_path, SYSTEM_PYTHON=system)
         assert (fallback.returncode, fallback.stdout) == (0, on_path), system
 
