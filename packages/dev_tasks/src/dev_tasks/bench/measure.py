@@ -25,8 +25,8 @@ def children_cpu() -> float:
 
 def loop_seconds(rounds: int = 3) -> float:
     """CPU seconds of a fixed pure-Python loop (the median of ``rounds``): how fast this
-    machine runs Python at the moment. On a shared machine it varies by a third from one
-    minute to the next, and every figure in seconds with it."""
+    machine runs Python at the moment. On a shared machine it varied up to twofold
+    (0.16-0.46 s) within an hour, and every figure in seconds with it."""
     times = []
     for _ in range(rounds):
         started, total = time.process_time(), 0
