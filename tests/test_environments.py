@@ -590,9 +590,17 @@ def test_bootstrap_refuses_a_python_older_than_3_11_and_an_unknown_option(tmp_pa
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.startswith("error: Python 3.11+ is needed"), refused.stderr
     assert refused.stderr.rstrip().endswith("set PYTHON=/path/to/python3.11"), refused.stderr
+    missing = _which_python(tmp_path, "--install-only", PYTHON=str(tmp_path / "no python"))
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr == (
+        f"error: Python 3.11+ is needed (found: none at {tmp_path}/no python); "
+        "install it or set PYTHON=/path/to/python3.11\n"
+    )
     unknown = _which_python(tmp_path, "--fast")
     assert (unknown.returncode, unknown.stdout) == (2, "")
     assert unknown.stderr == (
         "error: unknown option '--fast'; "
         "usage: ./scripts/bootstrap [--install-only | --which-python]\n"
     )
+    extra = _which_python(tmp_path, "--which-python", "now")
+    assert (extra.returncode, extra.stdout) == (2, ""), "a second argument is not ignored"
